@@ -5,6 +5,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from kafka_support import kafka, kafka_factory  # noqa: E402,F401  (fixtures)
+from gateway_support import gateways, nginx_factory, stomp_clients  # noqa: E402,F401
 
 
 def pytest_configure(config):
