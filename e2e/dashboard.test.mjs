@@ -1,0 +1,362 @@
+// End-to-end test of the dashboard: starts the real gateway with the demo feed, drives the page
+// in headless Chromium (Debian's /usr/bin/chromium through playwright-core) and checks the board,
+// the chart, chat between two browsers (send, edit, delete) and reconnection after a restart.
+//
+//   node --test e2e/
+//
+// Env: STOMPGATE_BIN (default target/debug/stompgate), CHROMIUM_PATH (default /usr/bin/chromium),
+//      SCREENSHOT_DIR (default docs/screenshots).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const BIN = path.resolve(process.env.STOMPGATE_BIN || path.join(ROOT, 'target/debug/stompgate'));
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const SHOTS = path.resolve(ROOT, process.env.SCREENSHOT_DIR || 'docs/screenshots');
+const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+const MARKET = 'KRW-BTC';
+
+// ------------------------------------------------------------------ gateway process
+
+class Gateway {
+  constructor(port) { this.port = port; this.proc = null; this.log = []; }
+
+  start(timeoutMs = 30000) {
+    return new Promise((resolve, reject) => {
+      const args = ['--port', String(this.port), '--demo-rate', '20'];
+      const proc = spawn(BIN, args, {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', STOMPGATE_KAFKA_BROKERS: '' },
+      });
+      this.proc = proc;
+      let buf = '';
+      const timer = setTimeout(() => {
+        fail(new Error(`gateway did not print its listening line within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const fail = (err) => {
+        clearTimeout(timer);
+        proc.stdout.removeAllListeners('data');
+        reject(new Error(`${err.message}\n--- gateway output ---\n${this.tail()}`));
+      };
+      proc.on('error', fail);
+      proc.on('exit', (code, sig) => {
+        this.exited = { code, sig };
+        if (!this.url) fail(new Error(`gateway exited early (code ${code}, signal ${sig})`));
+      });
+      proc.stderr.on('data', (d) => this.keep(d));
+      proc.stdout.on('data', (d) => {
+        this.keep(d);
+        buf += d.toString();
+        const m = /stompgate listening on (http:\/\/127\.0\.0\.1:(\d+))/.exec(buf);
+        if (m && !this.url) {
+          clearTimeout(timer);
+          this.url = `${m[1]}/`;
+          this.port = Number(m[2]);
+          resolve(this);
+        }
+      });
+    });
+  }
+
+  keep(d) {
+    this.log.push(d.toString());
+    if (this.log.length > 200) this.log.splice(0, this.log.length - 200);
+  }
+
+  tail() { return this.log.join('').split('\n').slice(-40).join('\n'); }
+
+  async stop() {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGTERM');
+    const t = setTimeout(() => p.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(t);
+  }
+}
+
+async function startGatewayOnPort(port) {
+  // the old listener may need a moment to release the port: retry for a few seconds
+  const deadline = Date.now() + 15000;
+  for (;;) {
+    const gw = new Gateway(port);
+    try {
+      return await gw.start();
+    } catch (err) {
+      await gw.stop();
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}
+
+// ------------------------------------------------------------------ helpers
+
+async function eventually(what, fn, timeoutMs = 15000, stepMs = 200) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+      last = v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    }
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
+
+const intText = async (loc) => Number(((await loc.textContent()) || '0').replace(/[^0-9]/g, '')) || 0;
+
+async function tradeCount(page, market) {
+  return intText(page.locator(`.board-row[data-market="${market}"] .cnt`));
+}
+
+// non-blank pixels over all of the chart's canvases (a drawn chart has many distinct colours)
+async function chartPixels(page) {
+  return page.evaluate(() => {
+    let painted = 0;
+    const colours = new Set();
+    for (const c of document.querySelectorAll('#chart canvas')) {
+      if (!c.width || !c.height) continue;
+      const ctx = c.getContext('2d');
+      if (!ctx) continue;
+      const d = ctx.getImageData(0, 0, c.width, c.height).data;
+      for (let i = 0; i < d.length; i += 16) {
+        if (d[i + 3] > 0) { painted++; colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]); }
+      }
+    }
+    return { painted, colours: colours.size };
+  });
+}
+
+function chatMsg(page, text) {
+  return page.locator('#chat-log .msg').filter({ has: page.locator('.msg-text', { hasText: text }) });
+}
+
+async function setName(page, name) {
+  await page.fill('#name-input', name);
+  await page.press('#name-input', 'Enter');
+  await eventually(`display name ${name}`, async () => (await page.textContent('#me-name')) === name
+    && (await page.getAttribute('#conn', 'data-state')) === 'connected', 10000);
+}
+
+async function sendChat(page, text) {
+  await page.fill('#chat-input', text);
+  await page.press('#chat-input', 'Enter');
+}
+
+// ------------------------------------------------------------------ fixture
+
+let gw;
+let browser;
+const problems = [];   // console errors, page errors and off-host requests seen by any page
+
+function watch(page, label) {
+  page.on('pageerror', (err) => problems.push(`${label} page error: ${err.message}`));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && !/WebSocket|ERR_CONNECTION_REFUSED|Failed to load resource/.test(msg.text())) {
+      problems.push(`${label} console error: ${msg.text()}`);
+    }
+  });
+  page.on('request', (req) => {
+    const u = new URL(req.url());
+    if (!['127.0.0.1', 'localhost'].includes(u.hostname) && !['data:', 'blob:'].includes(u.protocol)) {
+      problems.push(`${label} requested an off-host URL: ${req.url()}`);
+    }
+  });
+  return page;
+}
+
+async function newPage(viewport = DESKTOP, name = null) {
+  const ctx = await browser.newContext({ viewport, deviceScaleFactor: 1, colorScheme: 'dark', reducedMotion: 'reduce' });
+  if (name) await ctx.addInitScript((n) => localStorage.setItem('stompgate.displayName', n), name);
+  const page = watch(await ctx.newPage(), name || 'page');
+  page.setDefaultTimeout(15000);
+  return page;
+}
+
+before(async () => {
+  assert.ok(existsSync(BIN), `gateway binary not found at ${BIN} (build it with cargo build, or set STOMPGATE_BIN)`);
+  assert.ok(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM} (apt-get install -y chromium)`);
+  mkdirSync(SHOTS, { recursive: true });
+  gw = await new Gateway(0).start();
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true, timeout: 30000 });
+});
+
+after(async () => {
+  if (browser) await browser.close().catch(() => {});
+  if (gw) await gw.stop();
+});
+
+// ------------------------------------------------------------------ tests (run in order)
+
+let alice;
+let bob;
+
+test('board shows trades for every demo market within seconds', { timeout: 30000 }, async () => {
+  alice = await newPage();
+  await alice.goto(gw.url);
+  await eventually('connected status', async () => (await alice.getAttribute('#conn', 'data-state')) === 'connected');
+  await eventually('three markets with trades on the board', async () => {
+    const ids = await alice.$$eval('.board-row', (rows) => rows.map((r) => r.dataset.market));
+    if (ids.length < 3) return false;
+    for (const id of ids) if ((await tradeCount(alice, id)) < 1) return false;
+    return ids;
+  }, 10000);
+  const ids = await alice.$$eval('.board-row', (rows) => rows.map((r) => r.dataset.market));
+  for (const id of ['KRW-BTC', 'KRW-ETH', 'KRW-XRP']) assert.ok(ids.includes(id), `${id} on the board (${ids})`);
+
+  // the price is a formatted number and the counter keeps moving
+  const px = await alice.textContent(`.board-row[data-market="${MARKET}"] .px`);
+  assert.match(px, /^[0-9][0-9,]*(\.[0-9]+)?$/, `last price looks like a number: ${px}`);
+  const n1 = await tradeCount(alice, MARKET);
+  await eventually('trade count grows', async () => (await tradeCount(alice, MARKET)) > n1, 5000);
+
+  // gateway stats panel is fed by /api/stats
+  await eventually('connections from /api/stats', async () => (await intText(alice.locator('#stat-conns'))) >= 1, 6000);
+  await eventually('messages per second', async () => (await intText(alice.locator('#stat-rate'))) > 0, 5000);
+
+  // keyboard: arrow keys move the selection between markets
+  await alice.focus('.board-row[data-market="KRW-BTC"]');
+  await alice.keyboard.press('Enter');
+  assert.equal(await alice.textContent('#market-title'), 'KRW-BTC');
+  await alice.keyboard.press('ArrowDown');
+  assert.equal(await alice.textContent('#market-title'), 'KRW-ETH');
+  await alice.keyboard.press('ArrowUp');
+  assert.equal(await alice.textContent('#market-title'), 'KRW-BTC');
+  assert.equal(await alice.getAttribute('.board-row[data-market="KRW-BTC"]', 'aria-pressed'), 'true');
+});
+
+test('the price chart draws and the trade tape scrolls', { timeout: 40000 }, async () => {
+  await alice.click('.seg-btn[data-interval="1"]');
+  await eventually('chart series has candles', async () => Number(await alice.getAttribute('#chart', 'data-bars')) >= 3, 10000);
+  const px = await eventually('chart canvas has drawn pixels', async () => {
+    const p = await chartPixels(alice);
+    return p.painted > 500 && p.colours > 5 ? p : false;
+  }, 10000);
+  assert.ok(px.painted > 500, `chart painted ${px.painted} sampled pixels in ${px.colours} colours`);
+  await eventually('trade tape rows', async () => (await alice.locator('#tape tr').count()) >= 10, 5000);
+  const row = await alice.locator('#tape tr').first().locator('td').allTextContents();
+  assert.match(row[0], /^\d\d:\d\d:\d\d\.\d{3}$/, `tape time ${row[0]}`);
+  assert.ok(['buy', 'sell'].includes(row[1].toLowerCase()), `tape side ${row[1]}`);
+  // a dozen seconds of 1s candles make a readable chart for the screenshot
+  await eventually('enough candles for the board screenshot', async () => Number(await alice.getAttribute('#chart', 'data-bars')) >= 12, 20000, 500);
+  await alice.screenshot({ path: path.join(SHOTS, 'board.png') });
+});
+
+test('chat between two browsers: send with receipt, edit, delete', { timeout: 60000 }, async () => {
+  await setName(alice, 'alice');
+  bob = await newPage(DESKTOP, 'bob');
+  await bob.goto(`${gw.url}#${MARKET}`);
+  await eventually('bob connected as bob', async () => (await bob.textContent('#me-name')) === 'bob'
+    && (await bob.getAttribute('#conn', 'data-state')) === 'connected');
+  assert.equal(await bob.textContent('#market-title'), MARKET);
+  await alice.click('.seg-btn[data-interval="1"]');
+
+  const tag = Date.now().toString(36).slice(-4);
+  const hello = `gm everyone, BTC looks busy ${tag}`;
+  await sendChat(alice, hello);
+  // shown at once as pending, then confirmed by the RECEIPT
+  await chatMsg(alice, hello).waitFor({ timeout: 5000 });
+  await eventually('receipt confirms alice\'s message', async () => (await chatMsg(alice, hello).getAttribute('data-status')) === 'sent', 10000);
+  await eventually('alice\'s message carries the gateway id', async () => (await chatMsg(alice, hello).getAttribute('data-id')), 10000);
+
+  // bob sees it, from alice, without edit/delete controls
+  const atBob = chatMsg(bob, hello);
+  await atBob.waitFor({ timeout: 10000 });
+  assert.equal(await atBob.locator('.msg-user').textContent(), 'alice');
+  assert.equal(await atBob.locator('.msg-edit-btn').count(), 0, 'bob cannot edit alice\'s message');
+
+  const reply = `morning alice! watching the 95M level ${tag}`;
+  await sendChat(bob, reply);
+  await chatMsg(alice, reply).waitFor({ timeout: 10000 });
+  await eventually('bob\'s reply confirmed', async () => (await chatMsg(bob, reply).getAttribute('data-status')) === 'sent', 10000);
+  assert.equal(await chatMsg(alice, reply).locator('.msg-edit-btn').count(), 0, 'alice cannot edit bob\'s message');
+
+  // alice edits her message: both browsers show the new text, marked edited
+  const edited = `gm everyone, BTC looks very busy today ${tag}`;
+  await chatMsg(alice, hello).locator('.msg-edit-btn').click();
+  const box = alice.locator('#chat-log .msg-edit input');
+  await box.fill(edited);
+  await box.press('Enter');
+  await chatMsg(bob, edited).waitFor({ timeout: 10000 });
+  await chatMsg(alice, edited).waitFor({ timeout: 10000 });
+  assert.match(await chatMsg(bob, edited).locator('.msg-meta').textContent(), /edited/);
+  assert.equal(await chatMsg(bob, hello).count(), 0, 'old text gone at bob');
+
+  // alice sends a second message and deletes it: both browsers show it as deleted
+  const oops = `oops, wrong market ${tag}`;
+  await sendChat(alice, oops);
+  await eventually('second message confirmed', async () => (await chatMsg(alice, oops).getAttribute('data-status')) === 'sent', 10000);
+  await chatMsg(bob, oops).waitFor({ timeout: 10000 });
+  const oopsId = await chatMsg(alice, oops).getAttribute('data-id');
+  assert.ok(oopsId, 'deleted message had an id');
+  await chatMsg(alice, oops).locator('.msg-delete-btn').click();
+  for (const p of [alice, bob]) {
+    await eventually('message shown as deleted', async () => {
+      const m = p.locator(`#chat-log .msg[data-id="${oopsId}"]`);
+      return (await m.getAttribute('class')).includes('deleted') && (await chatMsg(p, oops).count()) === 0;
+    }, 10000);
+  }
+
+  await sendChat(bob, `nice, thanks for the heads-up ${tag}`);
+  await eventually('last reply at alice', async () => (await chatMsg(alice, `heads-up ${tag}`).count()) === 1, 10000);
+  await alice.locator('#chat-input').blur();
+  await alice.screenshot({ path: path.join(SHOTS, 'market-chat.png') });
+});
+
+test('phone width layout', { timeout: 30000 }, async () => {
+  const phone = await newPage(PHONE, 'carol');
+  await phone.goto(`${gw.url}#${MARKET}`);
+  await eventually('phone board has trades', async () => (await tradeCount(phone, MARKET)) > 0, 10000);
+  await eventually('phone chart has candles', async () => Number(await phone.getAttribute('#chart', 'data-bars')) >= 1, 10000);
+  const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 1, `no horizontal scrolling at phone width (overflow ${overflow}px)`);
+  await phone.waitForTimeout(1500);
+  await phone.screenshot({ path: path.join(SHOTS, 'phone.png'), fullPage: true });
+  await phone.context().close();
+});
+
+test('reconnects and resubscribes by itself after the gateway restarts', { timeout: 60000 }, async () => {
+  const port = gw.port;
+  await gw.stop();
+  await eventually('page notices the gateway is gone', async () => ['reconnecting', 'connecting'].includes(await alice.getAttribute('#conn', 'data-state')), 15000);
+  const before = await tradeCount(alice, MARKET);
+
+  gw = await startGatewayOnPort(port);
+  assert.equal(gw.port, port, 'restarted on the same port');
+  for (const p of [alice, bob]) {
+    await eventually('page reconnected', async () => (await p.getAttribute('#conn', 'data-state')) === 'connected', 20000);
+  }
+  await eventually('trades flow again after reconnect', async () => (await tradeCount(alice, MARKET)) > before + 5, 10000);
+  await eventually('bob receives trades again', async () => {
+    const a = await tradeCount(bob, MARKET);
+    await new Promise((r) => setTimeout(r, 500));
+    return (await tradeCount(bob, MARKET)) > a;
+  }, 10000);
+  // chat still works on the new connection
+  const again = `back online ${Date.now().toString(36).slice(-4)}`;
+  await sendChat(alice, again);
+  await chatMsg(bob, again).waitFor({ timeout: 10000 });
+});
+
+test('no page errors and nothing loaded from outside the gateway', () => {
+  assert.deepEqual(problems, []);
+});
