@@ -34,11 +34,11 @@ class Gateway {
   start(timeoutMs = 30000) {
     return new Promise((resolve, reject) => {
       const args = ['--port', String(this.port), '--demo-rate', '20'];
-      const proc = spawn(BIN, args, {
-        cwd: ROOT,
-        stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', STOMPGATE_KAFKA_BROKERS: '' },
-      });
+      // the in-process bus and demo feed: no Kafka even if the environment names one
+      const env = { ...process.env };
+      delete env.STOMPGATE_KAFKA_BROKERS;
+      delete env.STOMPGATE_PORT;
+      const proc = spawn(BIN, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env });
       this.proc = proc;
       let buf = '';
       const timer = setTimeout(() => {

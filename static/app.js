@@ -31,7 +31,7 @@
 
   const $ = (id) => document.getElementById(id);
   const el = {
-    conn: $('conn'), connText: $('conn-text'),
+    conn: $('conn'), connText: $('conn-text'), connLive: $('conn-live'),
     nameForm: $('name-form'), nameInput: $('name-input'), meName: $('me-name'),
     board: $('board'), boardEmpty: $('board-empty'),
     statRate: $('stat-rate'), statLatency: $('stat-latency'), statConns: $('stat-conns'),
@@ -652,7 +652,10 @@
 
   // ---------------------------------------------------------------- connection
 
+  const CONN_LIVE = { connecting: 'Connecting', connected: 'Connected', reconnecting: 'Connection lost, reconnecting', disconnected: 'Disconnected' };
   function setConn(kind, text) {
+    // the visible text ticks down every half second; screen readers only hear state changes
+    if (el.conn.dataset.state !== kind) el.connLive.textContent = CONN_LIVE[kind] || kind;
     el.conn.dataset.state = kind;
     el.connText.textContent = text;
   }
