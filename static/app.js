@@ -65,7 +65,7 @@
     let m = state.markets.get(id);
     if (!m) {
       m = {
-        id, exchange: '', first: null, last: null, prev: null, high: -Infinity, low: Infinity,
+        id, exchange: '', exchanges: new Set(), first: null, last: null, prev: null, high: -Infinity, low: Infinity,
         count: 0, decimals: 0, lastPriceStr: null, bars: {}, trades: [], dirty: true,
         dir: 0, row: null,
       };
@@ -307,7 +307,10 @@
     if (!id || !isFinite(price)) return;
     const qty = Number(t.qty) || 0;
     const m = market(id);
-    if (t.exchange) m.exchange = t.exchange;
+    if (t.exchange && !m.exchanges.has(t.exchange)) {
+      m.exchanges.add(t.exchange);
+      m.exchange = [...m.exchanges].sort().join(' · ');
+    }
     const priceStr = String(t.price);
     const d = decimalsOf(priceStr);
     if (d > m.decimals) { m.decimals = d; if (state.selected === id) applyPriceFormat(m); }
@@ -508,7 +511,7 @@
     }
     li.append(meta);
     if (e.deleted) {
-      li.append(h('div', { class: 'msg-text', text: 'message deleted' }));
+      meta.append(h('span', { class: 'msg-text', text: 'message deleted' }));
     } else if (e.editing) {
       const input = h('input', { type: 'text', maxlength: '500', value: e.text, 'aria-label': 'Edit message' });
       const form = h('form', { class: 'msg-edit' }, input,
