@@ -1,0 +1,151 @@
+//! Chat events sent by clients: the record the gateway produces for a SEND to
+//! `/app/market/<id>/chat`. The gateway stamps the sender's identity, the market and the
+//! time; a client cannot set them.
+
+use crate::bus::OutboundRecord;
+use serde::Serialize;
+use thiserror::Error;
+
+/// Longest chat text accepted, in characters.
+pub const MAX_TEXT_CHARS: usize = 2000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ChatError {
+    #[error("unknown event-type '{0}': use chat.send, chat.modify or chat.delete")]
+    UnknownEvent(String),
+    #[error("chat body must be a JSON object like {{\"text\":\"hi\"}} or plain UTF-8 text")]
+    BadBody,
+    #[error("{0} needs a non-empty \"text\" of at most 2000 characters")]
+    BadText(&'static str),
+    #[error("{0} needs the \"id\" of the message to change")]
+    MissingId(&'static str),
+}
+
+/// The record value of the chat topic (see the record contract).
+#[derive(Debug, Serialize)]
+struct ChatValue<'a> {
+    id: &'a str,
+    market: &'a str,
+    user: &'a str,
+    text: &'a str,
+    ts: i64,
+}
+
+/// Builds the chat record for a SEND. `body` is JSON (`{"text":..}`, `{"id":..,"text":..}`,
+/// `{"id":..}`) or, for chat.send, plain text.
+pub fn chat_record(
+    topic: &str,
+    market: &str,
+    event_type: Option<&str>,
+    body: &[u8],
+    user: &str,
+    now_ms: i64,
+) -> Result<OutboundRecord, ChatError> {
+    let event = event_type.unwrap_or("chat.send");
+    let (event, needs_id, needs_text) = match event {
+        "chat.send" => ("chat.send", false, true),
+        "chat.modify" => ("chat.modify", true, true),
+        "chat.delete" => ("chat.delete", true, false),
+        other => return Err(ChatError::UnknownEvent(other.to_string())),
+    };
+    let text_body = std::str::from_utf8(body).map_err(|_| ChatError::BadBody)?;
+    let (id, text) = match serde_json::from_str::<serde_json::Value>(text_body) {
+        Ok(serde_json::Value::Object(map)) => {
+            let text = match map.get("text") {
+                None | Some(serde_json::Value::Null) => String::new(),
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(_) => return Err(ChatError::BadText(event)),
+            };
+            let id = map.get("id").and_then(|v| v.as_str()).map(str::to_string);
+            (id, text)
+        }
+        _ if event == "chat.send" => (None, text_body.to_string()),
+        _ => return Err(ChatError::BadBody),
+    };
+    if needs_text && (text.trim().is_empty() || text.chars().count() > MAX_TEXT_CHARS) {
+        return Err(ChatError::BadText(event));
+    }
+    let id = match id {
+        Some(id) if !id.is_empty() && id.len() <= 128 => id,
+        _ if needs_id => return Err(ChatError::MissingId(event)),
+        _ => format!("{now_ms:x}-{:08x}", rand::random::<u32>()),
+    };
+    let value = ChatValue {
+        id: &id,
+        market,
+        user,
+        text: if event == "chat.delete" { "" } else { &text },
+        ts: now_ms,
+    };
+    Ok(OutboundRecord {
+        topic: topic.to_string(),
+        key: market.to_string(),
+        headers: vec![("event-type".into(), event.into())],
+        value: serde_json::to_vec(&value)
+            .expect("chat value serializes")
+            .into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(r: &OutboundRecord) -> serde_json::Value {
+        serde_json::from_slice(&r.value).unwrap()
+    }
+
+    #[test]
+    fn send_stamps_user_market_time_and_id() {
+        let r = chat_record(
+            "chat",
+            "KRW-BTC",
+            None,
+            br#"{"text":"hi","user":"mallory"}"#,
+            "alice",
+            7,
+        )
+        .unwrap();
+        let v = value(&r);
+        assert_eq!(r.key, "KRW-BTC");
+        assert_eq!(r.headers, vec![("event-type".into(), "chat.send".into())]);
+        assert_eq!(v["user"], "alice");
+        assert_eq!(v["market"], "KRW-BTC");
+        assert_eq!(v["text"], "hi");
+        assert_eq!(v["ts"], 7);
+        assert!(!v["id"].as_str().unwrap().is_empty());
+    }
+
+    #[test]
+    fn plain_text_is_a_send() {
+        let r = chat_record("chat", "M", None, b"hello there", "bob", 1).unwrap();
+        assert_eq!(value(&r)["text"], "hello there");
+    }
+
+    #[test]
+    fn modify_and_delete_need_an_id() {
+        assert_eq!(
+            chat_record("chat", "M", Some("chat.modify"), br#"{"text":"x"}"#, "u", 1),
+            Err(ChatError::MissingId("chat.modify"))
+        );
+        let r = chat_record("chat", "M", Some("chat.delete"), br#"{"id":"abc"}"#, "u", 1).unwrap();
+        assert_eq!(value(&r)["id"], "abc");
+        assert_eq!(value(&r)["text"], "");
+        assert_eq!(r.headers[0].1, "chat.delete");
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        assert!(matches!(
+            chat_record("chat", "M", Some("chat.shout"), b"{}", "u", 1),
+            Err(ChatError::UnknownEvent(_))
+        ));
+        assert!(matches!(
+            chat_record("chat", "M", None, br#"{"text":""}"#, "u", 1),
+            Err(ChatError::BadText(_))
+        ));
+        let long = format!(r#"{{"text":"{}"}}"#, "x".repeat(MAX_TEXT_CHARS + 1));
+        assert!(chat_record("chat", "M", None, long.as_bytes(), "u", 1).is_err());
+        assert!(chat_record("chat", "M", None, &[0xff, 0xfe], "u", 1).is_err());
+    }
+}

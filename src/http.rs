@@ -1,0 +1,128 @@
+//! The HTTP face of the gateway: `/ws` (STOMP over WebSocket), `/healthz`, `/readyz`,
+//! `/metrics`, `/api/stats` and the dashboard files.
+
+use crate::gateway::Gateway;
+use crate::session::Session;
+use crate::stomp::Version;
+use crate::transport::Transport;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use rust_embed::RustEmbed;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The dashboard, built into the binary so it is served from any working directory.
+#[derive(RustEmbed)]
+#[folder = "static/"]
+struct StaticFiles;
+
+pub fn router(gw: Arc<Gateway>) -> Router {
+    let router = Router::new()
+        .route("/ws", get(websocket))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/stats", get(stats));
+    let router = match &gw.config.static_dir {
+        Some(dir) => router.fallback_service(tower_http::services::ServeDir::new(dir)),
+        None => router.fallback(embedded),
+    };
+    router.with_state(gw)
+}
+
+async fn websocket(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if gw.draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server shutting down; reconnect to another replica\n",
+        )
+            .into_response();
+    }
+    let permit = gw.connections.clone().try_acquire_owned().ok();
+    let max_message = gw.limits.max_body_bytes * 2 + 64 * 1024;
+    ws.protocols(Version::ALL.iter().rev().map(|v| v.subprotocol()))
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .on_upgrade(move |socket| async move {
+            let Some(permit) = permit else {
+                crate::session::refuse_full(gw, Transport::WebSocket(Box::new(socket))).await;
+                return;
+            };
+            let session = Session::new(gw.clone(), peer, "ws");
+            gw.sessions
+                .track_future(session.run(Transport::WebSocket(Box::new(socket))))
+                .await;
+            drop(permit);
+        })
+}
+
+async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
+    if gw.ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else if gw.draining() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: shutting down\n",
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: the {} bus is not connected; check the brokers in --kafka-brokers\n",
+                gw.bus.name()
+            ),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        gw.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn stats(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
+    let m = &gw.metrics;
+    let publications: u64 = ["kafka", "local"]
+        .iter()
+        .map(|s| m.publications_in.with_label_values(&[s]).get())
+        .sum();
+    Json(serde_json::json!({
+        "connections": m.connections.get(),
+        "subscriptions": m.subscriptions.get(),
+        "messages_out": m.messages_out.get(),
+        "publications_in": publications,
+        "bus": gw.bus.name(),
+        "ready": gw.ready(),
+        "group_id": gw.bus.group_id(),
+        "uptime_s": gw.uptime().as_secs(),
+    }))
+}
+
+async fn embedded(uri: Uri) -> Response {
+    let path = uri.path().trim_start_matches('/');
+    let path = if path.is_empty() { "index.html" } else { path };
+    match StaticFiles::get(path) {
+        Some(file) => Response::builder()
+            .header(header::CONTENT_TYPE, file.metadata.mimetype())
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(Body::from(file.data.into_owned()))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+        None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    }
+}

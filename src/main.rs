@@ -1,0 +1,56 @@
+//! The `stompgate` binary: parse configuration, start the server, shut down gracefully on
+//! SIGTERM or Ctrl-C.
+
+use clap::Parser;
+use stompgate::config::Config;
+use stompgate::server::Server;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() {
+    let config = Config::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if config.log_json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let server = match Server::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("stompgate: {e}");
+            std::process::exit(2);
+        }
+    };
+    let shown = if server.addr.ip().is_unspecified() {
+        std::net::SocketAddr::new([127, 0, 0, 1].into(), server.addr.port())
+    } else {
+        server.addr
+    };
+    println!("stompgate listening on http://{shown}");
+    if let Some(tcp) = server.tcp_addr {
+        println!("stompgate STOMP over TCP on {tcp}");
+    }
+    wait_for_signal().await;
+    server.shutdown().await;
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("can install a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,165 @@
+//! A session's outbound queue, bounded in bytes, that publishers never wait on.
+//!
+//! The hub pushes under a short std `Mutex` (no `.await` happens under it); the session's
+//! writer takes everything queued at once and writes it as one batch. When a push would
+//! pass the bound, the slow-consumer policy decides: conflatable market ticks replace the
+//! older queued tick of the same subscription and destination, and anything else closes
+//! the outbox with `Disconnect::SlowConsumer`.
+
+use crate::config::SlowConsumerPolicy;
+use crate::disconnect::Disconnect;
+use crate::publication::Encoded;
+use crate::subscription::Subscription;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// One queued item.
+#[derive(Debug, Clone)]
+pub enum Out {
+    /// A frame already encoded for this session (RECEIPT, ERROR, heart-beat).
+    Frame(Bytes),
+    /// A publication for one of this session's subscriptions.
+    Message {
+        sub: Arc<Subscription>,
+        msg: Arc<Encoded>,
+    },
+}
+
+/// What happened to a pushed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// Replaced an older queued tick (or was set aside as the newest one).
+    Conflated,
+    /// The outbox was full: it is now closed as a slow consumer.
+    Overflow,
+    /// The outbox was already closed; the message was dropped.
+    Closed,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    queue: VecDeque<Out>,
+    bytes: usize,
+    /// Newest tick per (subscription, destination) set aside while the queue is full.
+    conflated: Vec<Out>,
+    closed: Option<Disconnect>,
+}
+
+#[derive(Debug)]
+pub struct Outbox {
+    inner: Mutex<Inner>,
+    notify: Notify,
+    limit: usize,
+    policy: SlowConsumerPolicy,
+}
+
+fn message_size(sub: &Subscription, msg: &Encoded) -> usize {
+    sub.prefix.len() + msg.bytes(sub.version).len() + 24
+}
+
+impl Outbox {
+    pub fn new(limit: usize, policy: SlowConsumerPolicy) -> Outbox {
+        Outbox {
+            inner: Mutex::new(Inner::default()),
+            notify: Notify::new(),
+            limit,
+            policy,
+        }
+    }
+
+    /// Queues a publication for `sub`, never blocking on the client.
+    pub fn push_message(&self, sub: &Arc<Subscription>, msg: &Arc<Encoded>) -> Pushed {
+        let size = message_size(sub, msg);
+        let mut inner = self.inner.lock().expect("outbox lock poisoned");
+        if inner.closed.is_some() {
+            return Pushed::Closed;
+        }
+        if inner.bytes + size > self.limit {
+            if self.policy == SlowConsumerPolicy::Conflate && msg.conflatable {
+                let item = Out::Message {
+                    sub: sub.clone(),
+                    msg: msg.clone(),
+                };
+                let same = inner.conflated.iter_mut().find(|o| match o {
+                    Out::Message { sub: s, msg: m } => {
+                        Arc::ptr_eq(s, sub) && m.destination == msg.destination
+                    }
+                    Out::Frame(_) => false,
+                });
+                match same {
+                    Some(slot) => *slot = item,
+                    None => inner.conflated.push(item),
+                }
+                return Pushed::Conflated;
+            }
+            inner.closed = Some(Disconnect::SlowConsumer);
+            drop(inner);
+            self.notify.notify_one();
+            return Pushed::Overflow;
+        }
+        let was_empty = inner.queue.is_empty();
+        inner.bytes += size;
+        inner.queue.push_back(Out::Message {
+            sub: sub.clone(),
+            msg: msg.clone(),
+        });
+        drop(inner);
+        if was_empty {
+            self.notify.notify_one();
+        }
+        Pushed::Queued
+    }
+
+    /// Queues a frame of the session itself. Control frames are small and few, so they are
+    /// not held to the bound.
+    pub fn push_frame(&self, frame: Bytes) {
+        let mut inner = self.inner.lock().expect("outbox lock poisoned");
+        if inner.closed.is_some() {
+            return;
+        }
+        let was_empty = inner.queue.is_empty();
+        inner.bytes += frame.len();
+        inner.queue.push_back(Out::Frame(frame));
+        drop(inner);
+        if was_empty {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Moves everything queued into `into` (in order, conflated ticks last) and returns the
+    /// close reason if the outbox was closed.
+    pub fn drain(&self, into: &mut Vec<Out>) -> Option<Disconnect> {
+        let mut inner = self.inner.lock().expect("outbox lock poisoned");
+        into.extend(inner.queue.drain(..));
+        into.append(&mut inner.conflated);
+        inner.bytes = 0;
+        inner.closed
+    }
+
+    /// Closes the outbox: later pushes are dropped and the writer is woken.
+    pub fn close(&self, reason: Disconnect) {
+        let mut inner = self.inner.lock().expect("outbox lock poisoned");
+        if inner.closed.is_none() {
+            inner.closed = Some(reason);
+        }
+        drop(inner);
+        self.notify.notify_one();
+    }
+
+    pub fn closed(&self) -> Option<Disconnect> {
+        self.inner.lock().expect("outbox lock poisoned").closed
+    }
+
+    /// Bytes queued now.
+    pub fn queued_bytes(&self) -> usize {
+        self.inner.lock().expect("outbox lock poisoned").bytes
+    }
+
+    /// Resolves when something was queued or the outbox closed since the last drain.
+    pub async fn ready(&self) {
+        self.notify.notified().await
+    }
+}

@@ -1,0 +1,152 @@
+//! A publication (one event for one destination) and its encoding, done once per
+//! publication and shared by every subscriber.
+//!
+//! A MESSAGE frame is `MESSAGE\nsubscription:<id>\n[ack:<n>\n]` followed by the shared part:
+//! the remaining headers, the blank line, the body and NUL. Only the first lines differ per
+//! subscriber, so the session writer prepends them to the shared bytes.
+
+use crate::stomp::{Version, escape_into, needs_escaping};
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// One event to broadcast on a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    pub destination: Arc<str>,
+    pub event_type: String,
+    /// Names the origin so clients can de-duplicate and resume (`<topic>-<partition>-<offset>`).
+    pub message_id: String,
+    /// Event time, ms since the epoch (the Kafka record timestamp).
+    pub timestamp_ms: i64,
+    pub content_type: &'static str,
+    pub body: Bytes,
+    /// A slow client may skip this for a newer one on the same destination.
+    pub conflatable: bool,
+}
+
+/// The shared part of a publication's MESSAGE frames, for each STOMP version.
+#[derive(Debug)]
+pub struct Encoded {
+    pub destination: Arc<str>,
+    pub message_id: Arc<str>,
+    pub timestamp_ms: i64,
+    pub conflatable: bool,
+    per_version: [Bytes; 3],
+}
+
+impl Encoded {
+    /// The shared bytes for a subscriber speaking `version`.
+    pub fn bytes(&self, version: Version) -> &Bytes {
+        &self.per_version[version.index()]
+    }
+}
+
+impl Publication {
+    /// Encodes the shared part once; versions share one buffer unless escaping differs.
+    pub fn encode(&self) -> Encoded {
+        let timestamp = self.timestamp_ms.to_string();
+        let headers: [(&str, &str); 5] = [
+            ("destination", &self.destination),
+            ("message-id", &self.message_id),
+            ("content-type", self.content_type),
+            ("event-type", &self.event_type),
+            ("timestamp", &timestamp),
+        ];
+        let encode = |version: Version| -> Bytes {
+            let mut out = Vec::with_capacity(160 + self.body.len());
+            for (name, value) in headers {
+                out.extend_from_slice(name.as_bytes());
+                out.push(b':');
+                escape_into(value, version, &mut out);
+                out.push(b'\n');
+            }
+            out.extend_from_slice(b"content-length:");
+            out.extend_from_slice(self.body.len().to_string().as_bytes());
+            out.extend_from_slice(b"\n\n");
+            out.extend_from_slice(&self.body);
+            out.push(0);
+            Bytes::from(out)
+        };
+        let escaped = |v| headers.iter().any(|(_, value)| needs_escaping(value, v));
+        let v12 = encode(Version::V1_2);
+        let v11 = if escaped(Version::V1_2) {
+            encode(Version::V1_1)
+        } else {
+            v12.clone()
+        };
+        let v10 = if escaped(Version::V1_1) || escaped(Version::V1_2) {
+            encode(Version::V1_0)
+        } else {
+            v12.clone()
+        };
+        Encoded {
+            destination: self.destination.clone(),
+            message_id: self.message_id.as_str().into(),
+            timestamp_ms: self.timestamp_ms,
+            conflatable: self.conflatable,
+            per_version: [v10, v11, v12],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stomp::{Command, Limits, Parsed, parse};
+    use bytes::BytesMut;
+
+    fn publication(dest: &str) -> Publication {
+        Publication {
+            destination: dest.into(),
+            event_type: "trade".into(),
+            message_id: "trades-0-7".into(),
+            timestamp_ms: 42,
+            content_type: "application/json",
+            body: Bytes::from_static(b"{\"p\":1}"),
+            conflatable: true,
+        }
+    }
+
+    #[test]
+    fn shared_part_completes_a_parseable_message() {
+        let enc = publication("/topic/market/KRW-BTC").encode();
+        let mut wire = BytesMut::from(&b"MESSAGE\nsubscription:s1\n"[..]);
+        wire.extend_from_slice(enc.bytes(Version::V1_2));
+        let Some(Parsed::Frame(f)) = parse(&mut wire, Version::V1_2, &Limits::default()).unwrap()
+        else {
+            panic!("no frame")
+        };
+        assert_eq!(f.command, Command::Message);
+        assert_eq!(f.header("subscription"), Some("s1"));
+        assert_eq!(f.header("destination"), Some("/topic/market/KRW-BTC"));
+        assert_eq!(f.header("message-id"), Some("trades-0-7"));
+        assert_eq!(f.header("event-type"), Some("trade"));
+        assert_eq!(f.header("content-type"), Some("application/json"));
+        assert_eq!(f.header("timestamp"), Some("42"));
+        assert_eq!(&f.body[..], b"{\"p\":1}");
+        assert!(wire.is_empty());
+    }
+
+    #[test]
+    fn versions_share_bytes_unless_escaping_differs() {
+        let enc = publication("/topic/market/KRW-BTC").encode();
+        assert_eq!(
+            enc.bytes(Version::V1_0).as_ptr(),
+            enc.bytes(Version::V1_2).as_ptr()
+        );
+        let mut odd = publication("/topic/market/KRW-BTC");
+        odd.message_id = "a:b".into();
+        let enc = odd.encode();
+        assert!(enc.bytes(Version::V1_2).starts_with(b"destination"));
+        assert!(
+            std::str::from_utf8(enc.bytes(Version::V1_2))
+                .unwrap()
+                .contains("message-id:a\\cb\n")
+        );
+        assert!(
+            std::str::from_utf8(enc.bytes(Version::V1_0))
+                .unwrap()
+                .contains("message-id:a:b\n")
+        );
+    }
+}

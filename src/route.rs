@@ -1,0 +1,334 @@
+//! Routing between Kafka records and STOMP destinations, in both directions.
+//!
+//! Inbound: a record of a configured topic becomes a `Publication` on a destination built
+//! from a template (`/topic/market/{key}` by default). Outbound: a SEND destination
+//! (`/app/market/<id>/chat`) names the Kafka topic and key its record goes to.
+
+use crate::bus::InboundRecord;
+use crate::publication::Publication;
+use bytes::Bytes;
+use thiserror::Error;
+
+/// Prefix of market destinations clients subscribe to.
+pub const MARKET_PREFIX: &str = "/topic/market/";
+
+/// Chat event types a client may send.
+pub const CHAT_EVENTS: [&str; 3] = ["chat.send", "chat.modify", "chat.delete"];
+
+/// Why a destination was refused; the text goes into the client's ERROR frame.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RouteError {
+    #[error("unknown destination '{0}': subscribe to /topic/market/<market-id> or /topic/market/*")]
+    UnknownSubscribe(String),
+    #[error("unknown destination '{0}': SEND goes to /app/market/<market-id>/chat")]
+    UnknownSend(String),
+}
+
+/// Market ids: 1-64 of letters, digits, `-`, `_`, `.`.
+pub fn valid_market_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// A destination a client may subscribe to: one market, or every market (`*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscribeTarget {
+    Market(String),
+    AllMarkets,
+}
+
+impl SubscribeTarget {
+    pub fn parse(destination: &str) -> Result<SubscribeTarget, RouteError> {
+        match destination.strip_prefix(MARKET_PREFIX) {
+            Some("*") => Ok(SubscribeTarget::AllMarkets),
+            Some(id) if valid_market_id(id) => Ok(SubscribeTarget::Market(id.to_string())),
+            _ => Err(RouteError::UnknownSubscribe(destination.to_string())),
+        }
+    }
+}
+
+/// The market a chat SEND is for (`/app/market/<id>/chat`).
+pub fn chat_market(destination: &str) -> Result<&str, RouteError> {
+    destination
+        .strip_prefix("/app/market/")
+        .and_then(|rest| rest.strip_suffix("/chat"))
+        .filter(|id| valid_market_id(id))
+        .ok_or_else(|| RouteError::UnknownSend(destination.to_string()))
+}
+
+/// Where a route takes the event type of its publications from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventType {
+    /// Every record of the topic has this event type.
+    Fixed(String),
+    /// The record's `event-type` header, or this default when absent.
+    Header { default: String },
+}
+
+/// One inbound route: records of `topic` become publications on `destination`, a template
+/// in which `{key}` is the record key and `{json.<field>}` a top-level field of the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub topic: String,
+    pub destination: String,
+    pub event_type: EventType,
+    /// Whether a slow client may skip older publications of this route (market ticks).
+    pub conflatable: bool,
+}
+
+/// Why an inbound record was skipped (counted, logged, never fatal).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SkipReason {
+    #[error("no route for topic '{0}'")]
+    NoRoute(String),
+    #[error("record has no key")]
+    NoKey,
+    #[error("destination template field '{0}' missing from the record")]
+    MissingField(String),
+    #[error("record key or field gives an invalid market id '{0}'")]
+    BadMarket(String),
+    #[error("record value of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+}
+
+impl SkipReason {
+    /// Short label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SkipReason::NoRoute(_) => "no_route",
+            SkipReason::NoKey => "no_key",
+            SkipReason::MissingField(_) => "missing_field",
+            SkipReason::BadMarket(_) => "bad_market",
+            SkipReason::TooLarge(_) => "too_large",
+        }
+    }
+}
+
+/// The inbound routing table.
+#[derive(Debug, Clone)]
+pub struct Router {
+    routes: Vec<Route>,
+    max_value_bytes: usize,
+}
+
+impl Router {
+    pub fn new(routes: Vec<Route>, max_value_bytes: usize) -> Router {
+        Router {
+            routes,
+            max_value_bytes,
+        }
+    }
+
+    /// The record contract's defaults: trades and chat, both to `/topic/market/{key}`.
+    pub fn defaults(trades_topic: &str, chat_topic: &str) -> Router {
+        Router::new(
+            vec![
+                Route {
+                    topic: trades_topic.to_string(),
+                    destination: format!("{MARKET_PREFIX}{{key}}"),
+                    event_type: EventType::Fixed("trade".into()),
+                    conflatable: true,
+                },
+                Route {
+                    topic: chat_topic.to_string(),
+                    destination: format!("{MARKET_PREFIX}{{key}}"),
+                    event_type: EventType::Header {
+                        default: "chat.send".into(),
+                    },
+                    conflatable: false,
+                },
+            ],
+            1024 * 1024,
+        )
+    }
+
+    pub fn topics(&self) -> Vec<String> {
+        let mut t: Vec<String> = self.routes.iter().map(|r| r.topic.clone()).collect();
+        t.dedup();
+        t
+    }
+
+    /// Turns a record into a publication, or says why it is skipped.
+    pub fn publication(&self, rec: &InboundRecord) -> Result<Publication, SkipReason> {
+        let route = self
+            .routes
+            .iter()
+            .find(|r| r.topic == rec.topic)
+            .ok_or_else(|| SkipReason::NoRoute(rec.topic.clone()))?;
+        if rec.value.len() > self.max_value_bytes {
+            return Err(SkipReason::TooLarge(rec.value.len()));
+        }
+        let destination = expand(&route.destination, rec)?;
+        let event_type = match &route.event_type {
+            EventType::Fixed(e) => e.clone(),
+            EventType::Header { default } => rec
+                .header("event-type")
+                .filter(|e| !e.is_empty() && e.len() <= 64)
+                .unwrap_or(default)
+                .to_string(),
+        };
+        Ok(Publication {
+            destination: destination.into(),
+            event_type,
+            message_id: format!("{}-{}-{}", rec.topic, rec.partition, rec.offset),
+            timestamp_ms: rec.timestamp_ms,
+            content_type: "application/json",
+            body: rec.value.clone(),
+            conflatable: route.conflatable,
+        })
+    }
+}
+
+fn expand(template: &str, rec: &InboundRecord) -> Result<String, SkipReason> {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..]
+            .find('}')
+            .map(|c| open + c)
+            .unwrap_or(rest.len() - 1);
+        let field = &rest[open + 1..close];
+        let value = if field == "key" {
+            let key = rec.key.as_ref().ok_or(SkipReason::NoKey)?;
+            String::from_utf8_lossy(key).into_owned()
+        } else if let Some(name) = field.strip_prefix("json.") {
+            json_field(&rec.value, name).ok_or_else(|| SkipReason::MissingField(name.into()))?
+        } else {
+            return Err(SkipReason::MissingField(field.into()));
+        };
+        if !valid_market_id(&value) {
+            return Err(SkipReason::BadMarket(value));
+        }
+        out.push_str(&value);
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn json_field(value: &Bytes, name: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(value).ok()?;
+    match v.get(name)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(topic: &str, key: Option<&str>, value: &str) -> InboundRecord {
+        InboundRecord {
+            topic: topic.into(),
+            partition: 2,
+            offset: 41,
+            key: key.map(|k| Bytes::from(k.to_string())),
+            headers: vec![],
+            value: Bytes::from(value.to_string()),
+            timestamp_ms: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn subscribe_targets() {
+        assert_eq!(
+            SubscribeTarget::parse("/topic/market/KRW-BTC"),
+            Ok(SubscribeTarget::Market("KRW-BTC".into()))
+        );
+        assert_eq!(
+            SubscribeTarget::parse("/topic/market/*"),
+            Ok(SubscribeTarget::AllMarkets)
+        );
+        for bad in [
+            "/topic/market/",
+            "/topic/other/X",
+            "/queue/a",
+            "/topic/market/a/b",
+        ] {
+            let err = SubscribeTarget::parse(bad).unwrap_err();
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn chat_destinations() {
+        assert_eq!(chat_market("/app/market/KRW-ETH/chat"), Ok("KRW-ETH"));
+        assert!(chat_market("/app/market//chat").is_err());
+        assert!(chat_market("/topic/market/KRW-ETH").is_err());
+    }
+
+    #[test]
+    fn trade_record_routes_by_key() {
+        let r = Router::defaults("trades", "chat");
+        let p = r
+            .publication(&rec("trades", Some("KRW-BTC"), "{}"))
+            .unwrap();
+        assert_eq!(&*p.destination, "/topic/market/KRW-BTC");
+        assert_eq!(p.event_type, "trade");
+        assert_eq!(p.message_id, "trades-2-41");
+        assert!(p.conflatable);
+    }
+
+    #[test]
+    fn chat_record_takes_event_type_header() {
+        let r = Router::defaults("trades", "chat");
+        let mut record = rec("chat", Some("KRW-BTC"), "{}");
+        record
+            .headers
+            .push(("event-type".into(), "chat.delete".into()));
+        let p = r.publication(&record).unwrap();
+        assert_eq!(p.event_type, "chat.delete");
+        assert!(!p.conflatable);
+        let p = r.publication(&rec("chat", Some("KRW-BTC"), "{}")).unwrap();
+        assert_eq!(p.event_type, "chat.send");
+    }
+
+    #[test]
+    fn records_without_key_or_route_are_skipped() {
+        let r = Router::defaults("trades", "chat");
+        assert_eq!(
+            r.publication(&rec("trades", None, "{}")).unwrap_err(),
+            SkipReason::NoKey
+        );
+        assert!(matches!(
+            r.publication(&rec("other", Some("a"), "{}")).unwrap_err(),
+            SkipReason::NoRoute(_)
+        ));
+        assert!(matches!(
+            r.publication(&rec("trades", Some("bad key"), "{}"))
+                .unwrap_err(),
+            SkipReason::BadMarket(_)
+        ));
+    }
+
+    #[test]
+    fn json_field_template() {
+        let r = Router::new(
+            vec![Route {
+                topic: "ticks".into(),
+                destination: "/topic/market/{json.symbol}".into(),
+                event_type: EventType::Fixed("tick".into()),
+                conflatable: true,
+            }],
+            1024,
+        );
+        let p = r
+            .publication(&rec("ticks", None, r#"{"symbol":"KRW-SOL"}"#))
+            .unwrap();
+        assert_eq!(&*p.destination, "/topic/market/KRW-SOL");
+        assert!(matches!(
+            r.publication(&rec("ticks", None, "{}")).unwrap_err(),
+            SkipReason::MissingField(_)
+        ));
+        let big = "x".repeat(2000);
+        assert!(matches!(
+            r.publication(&rec("ticks", None, &big)).unwrap_err(),
+            SkipReason::TooLarge(2000)
+        ));
+    }
+}

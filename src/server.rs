@@ -1,0 +1,122 @@
+//! Starting and stopping the gateway: listeners (HTTP/WebSocket, optional raw TCP STOMP)
+//! and the graceful shutdown order: not ready → refuse new connections → sessions get
+//! ERROR "server shutting down" and drain → exit within the deadline.
+
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::session::Session;
+use crate::transport::Transport;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub struct Server {
+    /// The HTTP/WebSocket address actually bound.
+    pub addr: SocketAddr,
+    /// The raw TCP STOMP address, when enabled.
+    pub tcp_addr: Option<SocketAddr>,
+    pub gateway: Arc<Gateway>,
+    /// Stops accepting connections.
+    accept_stop: CancellationToken,
+    http: JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds the listeners and starts serving.
+    pub async fn start(config: Config) -> Result<Server, String> {
+        let http_addr = SocketAddr::new(config.bind, config.port);
+        let tcp_port = config.tcp_port;
+        let gateway = Gateway::start(config)?;
+        let listener = TcpListener::bind(http_addr).await.map_err(|e| {
+            format!("cannot listen on {http_addr}: {e}; pick another --port or --bind")
+        })?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let accept_stop = CancellationToken::new();
+
+        let tcp_addr = match tcp_port {
+            Some(port) => {
+                let tcp_bind = SocketAddr::new(http_addr.ip(), port);
+                let tcp = TcpListener::bind(tcp_bind).await.map_err(|e| {
+                    format!("cannot listen on {tcp_bind} for STOMP over TCP: {e}; pick another --tcp-port")
+                })?;
+                let bound = tcp.local_addr().map_err(|e| e.to_string())?;
+                tokio::spawn(accept_tcp(tcp, gateway.clone(), accept_stop.clone()));
+                Some(bound)
+            }
+            None => None,
+        };
+
+        let app = crate::http::router(gateway.clone());
+        let stop = accept_stop.clone();
+        let http = tokio::spawn(async move {
+            let service = app.into_make_service_with_connect_info::<SocketAddr>();
+            if let Err(e) = axum::serve(listener, service)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+            {
+                tracing::error!(error = %e, "http server failed");
+            }
+        });
+        tracing::info!(%addr, ?tcp_addr, bus = gateway.bus.name(), "stompgate listening");
+        Ok(Server {
+            addr,
+            tcp_addr,
+            gateway,
+            accept_stop,
+            http,
+        })
+    }
+
+    /// Graceful shutdown; returns when every session ended or the grace deadline passed.
+    pub async fn shutdown(self) {
+        let gw = self.gateway;
+        let grace = Duration::from_millis(gw.config.shutdown_grace_ms);
+        tracing::info!(
+            sessions = gw.metrics.connections.get(),
+            "shutting down: not ready, refusing new connections, draining sessions"
+        );
+        gw.begin_drain();
+        self.accept_stop.cancel();
+        gw.shutdown.cancel();
+        gw.sessions.close();
+        // Sessions have the grace period to drain; allow a little more to close sockets.
+        let all_done = tokio::time::timeout(grace + Duration::from_secs(2), gw.sessions.wait())
+            .await
+            .is_ok();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.http).await;
+        tracing::info!(all_done, "shutdown complete");
+    }
+}
+
+async fn accept_tcp(listener: TcpListener, gw: Arc<Gateway>, stop: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "tcp accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let permit = gw.connections.clone().try_acquire_owned();
+        let gw2 = gw.clone();
+        gw.sessions.spawn(async move {
+            let Ok(permit) = permit else {
+                crate::session::refuse_full(gw2, Transport::Tcp(stream)).await;
+                return;
+            };
+            Session::new(gw2, peer, "tcp")
+                .run(Transport::Tcp(stream))
+                .await;
+            drop(permit);
+        });
+    }
+}
