@@ -450,11 +450,12 @@
       if (e.id != null) c.byId.set(e.id, e);
     } else if (type === 'chat.modify') {
       const e = c.byId.get(body.id);
-      if (!e) return;
+      // only the author may change a message: the gateway stamps the sender on every event
+      if (!e || (e.user != null && body.user !== e.user)) return;
       e.text = body.text; e.edited = true; e.editing = false; e.op = null;
     } else if (type === 'chat.delete') {
       const e = c.byId.get(body.id);
-      if (!e) return;
+      if (!e || (e.user != null && body.user !== e.user)) return;
       e.deleted = true; e.editing = false; e.op = null;
     } else {
       return;
