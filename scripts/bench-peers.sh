@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Benchmark peers: RabbitMQ Web-STOMP (Debian package) and a minimal Spring Boot app with
+# Spring's STOMP SimpleBroker (bench/spring-broker). Both at their defaults, except the
+# RabbitMQ node's open-file limit (see below).
+#
+#   scripts/bench-peers.sh install            install RabbitMQ, build the Spring app
+#   scripts/bench-peers.sh start rabbitmq     start; prints "pid <n> url <ws-url>"
+#   scripts/bench-peers.sh start spring [port]
+#   scripts/bench-peers.sh stop rabbitmq|spring|all
+#   scripts/bench-peers.sh versions           one line per peer
+#
+# Loopback only. Nothing here is left running by scripts/bench.sh: it stops both on exit.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE="${BENCH_STATE_DIR:-$ROOT/target/bench}"
+SPRING_DIR="$ROOT/bench/spring-broker"
+SPRING_JAR="$SPRING_DIR/target/spring-broker.jar"
+RABBIT_WS_PORT=15674
+mkdir -p "$STATE"
+
+log() { echo "bench-peers: $*" >&2; }
+
+wait_port() { # port seconds
+  local port=$1 secs=$2 i
+  for ((i = 0; i < secs * 10; i++)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_rabbitmq() {
+  if ! command -v rabbitmq-server >/dev/null 2>&1; then
+    log "installing rabbitmq-server (Debian package)"
+    as_root apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q rabbitmq-server >/dev/null
+    # The package may start a node of its own; the benchmark starts its own.
+    as_root rabbitmqctl stop >/dev/null 2>&1 || true
+  fi
+  # The Debian wrapper starts the node through `su rabbitmq`, which resets the soft
+  # open-file limit to 1024: with ~1,000 clients the node raises its fd alarm and stops
+  # accepting. Raise it to the hard limit of the build machines.
+  local env=/etc/rabbitmq/rabbitmq-env.conf
+  if ! grep -qs '^ulimit -n' "$env"; then
+    echo 'ulimit -n 20000' | as_root tee -a "$env" >/dev/null
+  fi
+  as_root rabbitmq-plugins --offline enable rabbitmq_web_stomp >/dev/null
+}
+
+install_spring() {
+  if [ ! -f "$SPRING_JAR" ] || [ -n "$(find "$SPRING_DIR/src" "$SPRING_DIR/pom.xml" -newer "$SPRING_JAR" 2>/dev/null)" ]; then
+    log "building bench/spring-broker with Maven"
+    (cd "$SPRING_DIR" && mvn -q -B package -DskipTests)
+  fi
+}
+
+rabbit_pid() { pgrep -f 'beam.smp.*rabbit' | head -1; }
+
+start_rabbitmq() {
+  if [ -z "$(rabbit_pid)" ]; then
+    as_root rabbitmq-server -detached >/dev/null 2>&1
+  fi
+  as_root timeout 120 rabbitmqctl await_startup >/dev/null 2>&1 || true
+  wait_port $RABBIT_WS_PORT 60 || { log "RabbitMQ Web-STOMP did not open port $RABBIT_WS_PORT"; return 1; }
+  echo "pid $(rabbit_pid) url ws://127.0.0.1:$RABBIT_WS_PORT/ws"
+}
+
+stop_rabbitmq() {
+  if [ -n "$(rabbit_pid)" ]; then
+    as_root timeout 60 rabbitmqctl stop >/dev/null 2>&1 || true
+    local p; p="$(rabbit_pid)"
+    if [ -n "$p" ]; then as_root kill "$p" 2>/dev/null || true; fi
+  fi
+}
+
+start_spring() {
+  local port=${1:-15675}
+  install_spring
+  # Defaults of Spring Boot and of the JVM; only the port is set.
+  java -jar "$SPRING_JAR" --server.port="$port" >"$STATE/spring.log" 2>&1 &
+  echo $! >"$STATE/spring.pid"
+  wait_port "$port" 90 || { log "Spring app did not open port $port (see $STATE/spring.log)"; return 1; }
+  echo "pid $(cat "$STATE/spring.pid") url ws://127.0.0.1:$port/ws"
+}
+
+stop_spring() {
+  if [ -f "$STATE/spring.pid" ]; then
+    local p; p="$(cat "$STATE/spring.pid")"
+    kill "$p" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+    rm -f "$STATE/spring.pid"
+  fi
+}
+
+versions() {
+  echo "rabbitmq: $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo none) (Debian package), erlang $(dpkg-query -W -f='${Version}' erlang-base 2>/dev/null || echo '?')"
+  local boot
+  boot="$(sed -n '/<parent>/,/<\/parent>/s:.*<version>\(.*\)</version>.*:\1:p' "$SPRING_DIR/pom.xml")"
+  echo "spring: Spring Boot $boot (spring-boot-starter-websocket, SimpleBroker, embedded Tomcat), $(java -version 2>&1 | head -1)"
+}
+
+case "${1:-}" in
+  install) install_rabbitmq; install_spring ;;
+  start)
+    case "${2:-}" in
+      rabbitmq) start_rabbitmq ;;
+      spring) start_spring "${3:-}" ;;
+      *) echo "usage: $0 start rabbitmq|spring [port]" >&2; exit 2 ;;
+    esac ;;
+  stop)
+    case "${2:-all}" in
+      rabbitmq) stop_rabbitmq ;;
+      spring) stop_spring ;;
+      all) stop_spring; stop_rabbitmq ;;
+    esac ;;
+  versions) versions ;;
+  *) sed -n '2,12p' "$0" >&2; exit 2 ;;
+esac
