@@ -52,6 +52,8 @@ struct Inner {
 pub struct Outbox {
     inner: Mutex<Inner>,
     notify: Notify,
+    /// Wakes a writer blocked on a slow socket when the outbox closes.
+    closed_notify: Notify,
     limit: usize,
     policy: SlowConsumerPolicy,
 }
@@ -65,6 +67,7 @@ impl Outbox {
         Outbox {
             inner: Mutex::new(Inner::default()),
             notify: Notify::new(),
+            closed_notify: Notify::new(),
             limit,
             policy,
         }
@@ -98,6 +101,7 @@ impl Outbox {
             inner.closed = Some(Disconnect::SlowConsumer);
             drop(inner);
             self.notify.notify_one();
+            self.closed_notify.notify_one();
             return Pushed::Overflow;
         }
         let was_empty = inner.queue.is_empty();
@@ -147,6 +151,7 @@ impl Outbox {
         }
         drop(inner);
         self.notify.notify_one();
+        self.closed_notify.notify_one();
     }
 
     pub fn closed(&self) -> Option<Disconnect> {
@@ -156,6 +161,16 @@ impl Outbox {
     /// Bytes queued now.
     pub fn queued_bytes(&self) -> usize {
         self.inner.lock().expect("outbox lock poisoned").bytes
+    }
+
+    /// Resolves once the outbox is closed.
+    pub async fn wait_closed(&self) -> Disconnect {
+        loop {
+            if let Some(reason) = self.closed() {
+                return reason;
+            }
+            self.closed_notify.notified().await;
+        }
     }
 
     /// Resolves when something was queued or the outbox closed since the last drain.

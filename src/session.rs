@@ -246,10 +246,15 @@ impl Session {
         let chunks = self.encode_items()?;
         let bytes: usize = chunks.iter().map(Vec::len).sum();
         let timeout = Duration::from_millis(self.gw.config.write_timeout_ms);
-        match tokio::time::timeout(timeout, transport.send(chunks)).await {
-            Err(_) => return Err(Fatal::quiet(Disconnect::WriteTimeout)),
-            Ok(Err(_)) => return Err(Fatal::quiet(Disconnect::TransportClosed)),
-            Ok(Ok(())) => {}
+        // A write blocked on a full socket gives up when the outbox overflows meanwhile.
+        let outbox = self.outbox.clone();
+        tokio::select! {
+            written = tokio::time::timeout(timeout, transport.send(chunks)) => match written {
+                Err(_) => return Err(self.server_error(Disconnect::WriteTimeout)),
+                Ok(Err(_)) => return Err(Fatal::quiet(Disconnect::TransportClosed)),
+                Ok(Ok(())) => {}
+            },
+            reason = outbox.wait_closed() => return Err(self.server_error(reason)),
         }
         self.gw.metrics.bytes_out.inc_by(bytes as u64);
         self.gw.metrics.writes.inc();
