@@ -243,12 +243,14 @@ fn percentiles(counts: &[u64], exact_max: Option<u64>) -> Pct {
         0.0
     };
     let top = counts.iter().rposition(|&c| c > 0).unwrap_or(0);
+    let max = exact_max.map_or(bucket_high(top) as f64 / 1e6, |m| m as f64 / 1e6);
+    // A bucket's upper edge may lie above the largest value seen.
     Pct {
         count: total,
-        p50: at(0.50),
-        p99: at(0.99),
-        p999: at(0.999),
-        max: exact_max.map_or(bucket_high(top) as f64 / 1e6, |m| m as f64 / 1e6),
+        p50: at(0.50).min(max),
+        p99: at(0.99).min(max),
+        p999: at(0.999).min(max),
+        max,
     }
 }
 

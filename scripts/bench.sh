@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# The benchmark suite in one command: installs the peers, builds, runs every scenario of
+# the benchmark issue against stompgate (embedded bus), the bare ceiling broadcaster,
+# RabbitMQ Web-STOMP and Spring's STOMP SimpleBroker, and writes docs/benchmarks.md.
+#
+#   scripts/bench.sh                      full run (about 25 minutes on 2 cores)
+#   scripts/bench.sh --smoke              seconds: small N against stompgate and the ceiling;
+#                                         exits non-zero if nothing was delivered or anything lost
+#   options: --targets "stompgate ceiling rabbitmq spring"   --scenarios "1 2 3 4 5 6"
+#            --out FILE (default docs/benchmarks.md)   --k6 (also run k6/*.js; needs k6 on PATH)
+#
+# Every load targets loopback only, every run is bounded by `timeout`, and every server
+# started here (gateway, ceiling, RabbitMQ, Spring, Kafka) is stopped on exit.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+CMDLINE="scripts/bench.sh${*:+ $*}"
+
+SMOKE=0
+TARGETS="stompgate ceiling rabbitmq spring"
+SCENARIOS="1 2 3 4 5 6"
+OUT="docs/benchmarks.md"
+RUN_K6=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) SMOKE=1 ;;
+    --targets) TARGETS="$2"; shift ;;
+    --scenarios) SCENARIOS="$2"; shift ;;
+    --out) OUT="$2"; shift ;;
+    --k6) RUN_K6=1 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "bench: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+STATE="$ROOT/target/bench"
+mkdir -p "$STATE"
+RESULTS="$STATE/results.jsonl"
+LOG="$STATE/bench.log"
+: >"$RESULTS"
+: >"$LOG"
+export BENCH_STATE_DIR="$STATE"
+
+log() { echo "bench: $*" | tee -a "$LOG" >&2; }
+
+# Open files: the load generator and the servers each hold up to ~19,000 sockets.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+FD_LIMIT="$(ulimit -n)"
+
+SG_PORT=18181
+CEIL_PORT=18182
+SPRING_PORT=15675
+SERVER_PID=""
+SERVER_KIND=""
+PEERS_USED=0
+KAFKA_USED=0
+KAFKA_DIR="$STATE/kafka"
+
+wait_port() { # port seconds
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+stop_target() {
+  case "$SERVER_KIND" in
+    stompgate|ceiling)
+      if [ -n "$SERVER_PID" ]; then
+        kill "$SERVER_PID" 2>/dev/null
+        for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$SERVER_PID" 2>/dev/null
+        wait "$SERVER_PID" 2>/dev/null
+      fi ;;
+    rabbitmq) scripts/bench-peers.sh stop rabbitmq ;;
+    spring) scripts/bench-peers.sh stop spring ;;
+  esac
+  SERVER_PID=""
+  SERVER_KIND=""
+}
+
+cleanup() {
+  stop_target
+  if [ "$PEERS_USED" = 1 ]; then scripts/bench-peers.sh stop all >/dev/null 2>&1; fi
+  if [ "$KAFKA_USED" = 1 ]; then scripts/kafka.sh stop --dir "$KAFKA_DIR" --clean >/dev/null 2>&1; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Per target: URL, destination templates, how a subscription is confirmed.
+set_templates() {
+  case "$1" in
+    stompgate) URL="ws://127.0.0.1:$SG_PORT/ws"; SUB='/topic/market/M{i}'; SEND='/app/market/M{i}/chat'; EXTRA=() ;;
+    # The others deliver the body as sent; --pad brings their MESSAGE frames near the size of
+    # stompgate's (its chat record and headers come to ~270 bytes).
+    ceiling) URL="ws://127.0.0.1:$CEIL_PORT/ws"; SUB='/topic/market/M{i}'; SEND='/topic/market/M{i}'; EXTRA=(--pad 150) ;;
+    rabbitmq) URL="ws://127.0.0.1:15674/ws"; SUB='/topic/market.M{i}'; SEND='/topic/market.M{i}'; EXTRA=(--pad 100) ;;
+    # Spring's SimpleBroker sends no RECEIPT for SUBSCRIBE: confirmed by a first message.
+    spring) URL="ws://127.0.0.1:$SPRING_PORT/ws"; SUB='/topic/market.M{i}'; SEND='/topic/market.M{i}'; EXTRA=(--no-receipt --pad 100) ;;
+  esac
+}
+
+start_target() { # kind [extra gateway flags...]
+  local kind=$1; shift
+  SERVER_KIND=$kind
+  set_templates "$kind"
+  case "$kind" in
+    stompgate)
+      target/release/stompgate --bind 127.0.0.1 --port "$SG_PORT" --demo-rate 0 "$@" >>"$STATE/stompgate.log" 2>&1 &
+      SERVER_PID=$!
+      wait_port "$SG_PORT" 60 || { log "stompgate did not start (see $STATE/stompgate.log)"; return 1; } ;;
+    ceiling)
+      target/release/ceiling --port "$CEIL_PORT" >>"$STATE/ceiling.log" 2>&1 &
+      SERVER_PID=$!
+      wait_port "$CEIL_PORT" 30 || { log "ceiling did not start"; return 1; } ;;
+    rabbitmq|spring)
+      local line
+      if [ "$kind" = spring ]; then line="$(scripts/bench-peers.sh start spring "$SPRING_PORT")"
+      else line="$(scripts/bench-peers.sh start rabbitmq)"; fi || { log "$kind did not start"; return 1; }
+      SERVER_PID="$(echo "$line" | awk '{print $2}')" ;;
+  esac
+  log "started $kind (pid $SERVER_PID)"
+}
+
+RUN_NO=0
+FAILURES=0
+# run SCENARIO TARGET TIME_LIMIT loadgen-args...
+run() {
+  local scenario=$1 target=$2 limit=$3; shift 3
+  RUN_NO=$((RUN_NO + 1))
+  # A fresh range of source addresses per run, so sockets in TIME_WAIT never collide.
+  local base=$(((RUN_NO * 8) % 240 + 1))
+  log "scenario $scenario, $target: loadgen $*"
+  local line rc
+  line="$(timeout -k 5 "$limit" target/release/loadgen --scenario "$scenario" --target "$target" \
+    --url "$URL" --server-pid "$SERVER_PID" --sub-template "$SUB" --send-template "$SEND" \
+    --source-base "$base" "${EXTRA[@]}" "$@" 2> >(tee -a "$LOG" >&2))"
+  rc=$?
+  if [ -z "$line" ]; then
+    line="{\"kind\":\"error\",\"scenario\":\"$scenario\",\"target\":\"$target\",\"error\":\"loadgen exit $rc (124: time limit $limit s)\"}"
+  fi
+  echo "$line" >>"$RESULTS"
+  if [ "$rc" != 0 ]; then FAILURES=$((FAILURES + 1)); fi
+  return "$rc"
+}
+
+has() { case " $2 " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+# ------------------------------------------------------------------------------------
+log "building (cargo build --release --bins)"
+cargo build --release --bins 2>&1 | tail -3 | tee -a "$LOG" >&2
+[ -x target/release/loadgen ] && [ -x target/release/ceiling ] && [ -x target/release/stompgate ] \
+  || { log "build failed"; exit 1; }
+
+if [ "$SMOKE" = 1 ]; then
+  ok=1
+  for t in stompgate ceiling; do
+    start_target "$t" || { ok=0; continue; }
+    run smoke-fanout "$t" 30 --mode fixed -n 60 -d 3 --rate 6000 --duration 2 --warmup 0.5 --drain-secs 3 || ok=0
+    run smoke-storm "$t" 30 --mode storm -n 300 -d 3 --connect-timeout 10 || ok=0
+    stop_target
+  done
+  python3 - "$RESULTS" <<'EOF'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("kind") != "result":
+        print(f"  {r.get('target')} {r.get('scenario')}: {r.get('error')}"); continue
+    if r["mode"] == "Fixed":
+        print(f"  {r['target']:<10} {r['scenario']}: delivered {r['received']}/{r['expected']} "
+              f"({r['delivered_per_s']:.0f}/s), lost {r['lost']}, p99 {r['p99_ms']} ms")
+    else:
+        print(f"  {r['target']:<10} {r['scenario']}: {r['ready']}/{r['connections']} subscribed in {r['connect_s']} s")
+EOF
+  if [ "$ok" = 1 ]; then echo "bench smoke: ok"; exit 0; fi
+  echo "bench smoke: FAILED (see $LOG)"; exit 1
+fi
+
+# ------------------------------------------------------------------------------------
+NEED_PEERS=0
+has rabbitmq "$TARGETS" && NEED_PEERS=1
+has spring "$TARGETS" && NEED_PEERS=1
+if [ "$NEED_PEERS" = 1 ]; then
+  log "installing peers"
+  PEERS_USED=1
+  scripts/bench-peers.sh install 2>&1 | tee -a "$LOG" >&2
+fi
+
+START_TS="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+for t in $TARGETS; do
+  set_templates "$t"
+  for s in $SCENARIOS; do
+    case "$s" in
+      1) start_target "$t" || continue
+         run 1 "$t" 300 --mode fanout-ramp -n 1000 -d 10 --ramp-start 2000 --ramp-factor 2 \
+           --ramp-max 4000000 --refine 3 --step-secs 4 --p99-limit-ms 50 ;;
+      2) start_target "$t" || continue
+         run 2 "$t" 90 --mode fixed -n 1000 -d 10 --rate 100000 --duration 10 --warmup 3 ;;
+      3) start_target "$t" || continue
+         # 19,000: the open-file hard limit is 20,000 per process on the build machines,
+         # for the server and for the load generator alike.
+         run 3 "$t" 240 --mode idle -n 19000 -d 10 --connect-timeout 150 --hold 5 --read-buf 4096 ;;
+      4) start_target "$t" || continue
+         run 4 "$t" 120 --mode storm -n 10000 -d 10 --connect-timeout 60 --read-buf 4096 ;;
+      5) start_target "$t" || continue
+         run 5 "$t" 150 --mode slow -n 1000 -d 10 --rate 100000 --duration 60 --warmup 3 \
+           --slow-clients 1 --sample-secs 5 ;;
+      6) continue ;;
+    esac
+    stop_target
+  done
+done
+
+# Scenario 6: through Kafka (real broker), stompgate only.
+if has 6 "$SCENARIOS" && has stompgate "$TARGETS"; then
+  if [ ! -x scripts/kafka.sh ]; then
+    echo '{"kind":"skipped","scenario":"6","target":"stompgate","error":"scripts/kafka.sh is missing"}' >>"$RESULTS"
+    log "scenario 6 skipped: scripts/kafka.sh is missing"
+  elif ! target/release/stompgate --help 2>/dev/null | grep -q -- '--kafka-brokers'; then
+    echo '{"kind":"skipped","scenario":"6","target":"stompgate","error":"the gateway has no --kafka-brokers flag"}' >>"$RESULTS"
+    log "scenario 6 skipped: the gateway has no --kafka-brokers flag"
+  else
+    KAFKA_USED=1
+    log "starting Kafka (scripts/kafka.sh)"
+    if exports="$(scripts/kafka.sh start --fresh --dir "$KAFKA_DIR" 2>>"$LOG")"; then
+      eval "$exports"
+      KVER="$(grep -o 'KAFKA_VERSION:-[0-9.]*' scripts/kafka.sh | head -1 | cut -d- -f2)"
+      echo "{\"kind\":\"version\",\"name\":\"kafka\",\"version\":\"Apache Kafka ${KAFKA_VERSION:-$KVER} (KRaft, one broker)\"}" >>"$RESULTS"
+      if start_target stompgate --kafka-brokers "$KAFKA_BOOTSTRAP"; then
+        # SEND -> gateway's Kafka producer (acks=all) -> broker -> the gateway's consumer -> sockets.
+        run 6 stompgate 120 --mode fixed -n 1000 -d 10 --rate 100000 --duration 10 --warmup 5 --drain-secs 10
+        stop_target
+      fi
+      scripts/kafka.sh stop --dir "$KAFKA_DIR" --clean >/dev/null 2>&1
+      KAFKA_USED=0
+    else
+      echo '{"kind":"skipped","scenario":"6","target":"stompgate","error":"Kafka did not start"}' >>"$RESULTS"
+      log "scenario 6 skipped: Kafka did not start"
+    fi
+  fi
+fi
+
+if [ "$RUN_K6" = 1 ]; then
+  if command -v k6 >/dev/null 2>&1; then
+    start_target stompgate && {
+      k6 run --quiet -e URL="$URL" -e VUS=200 k6/connect-storm.js 2>&1 | tail -25 | tee -a "$LOG" >&2
+      k6 run --quiet -e URL="$URL" -e VUS=100 -e DURATION=10s k6/fanout-latency.js 2>&1 | tail -25 | tee -a "$LOG" >&2
+      stop_target
+    }
+  else
+    log "k6 not on PATH: k6/*.js not run (install k6 yourself; this script does not build it)"
+  fi
+fi
+
+LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
+{
+  echo "{\"kind\":\"meta\",\"command\":$(printf '%s' "$CMDLINE" | python3 -c 'import json,sys;print(json.dumps(sys.stdin.read()))'),\"start\":\"$START_TS\",\"end\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"fd_limit\":$FD_LIMIT,\"load_before\":\"$LOAD_BEFORE\",\"load_after\":\"$LOAD_AFTER\"}"
+  echo "{\"kind\":\"version\",\"name\":\"stompgate\",\"version\":\"$(git describe --always --dirty 2>/dev/null || echo unknown), $(rustc --version)\"}"
+  if [ "$NEED_PEERS" = 1 ]; then
+    scripts/bench-peers.sh versions | while IFS= read -r l; do
+      python3 -c 'import json,sys; n,v=sys.argv[1].split(": ",1); print(json.dumps({"kind":"version","name":n,"version":v}))' "$l"
+    done
+  fi
+} >>"$RESULTS"
+python3 scripts/bench-report.py "$RESULTS" >"$OUT" && log "wrote $OUT"
+log "results: $RESULTS, log: $LOG, failed runs: $FAILURES"
+exit 0
