@@ -256,6 +256,9 @@ class StompClient:
         else:
             conn.connect(wait=False)
         self._wait(lambda: self.connected_headers, timeout, "CONNECTED")
+        # `timeout` bounds the handshake only: an idle subscriber must not time out on reads
+        # (a quiet stream, or Kafka away for a while, is no reason to drop the connection).
+        conn.transport.socket.settimeout(None)
         for dest, sid in self._subs:
             self.conn.subscribe(dest, id=sid)
         return self
