@@ -111,7 +111,12 @@ PY
 }
 
 new_cluster_id() {
-  python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))'
+  # An id starting with '-' would read as an option to kafka-storage: draw again (as Kafka does).
+  python3 -c 'import base64,uuid
+while True:
+    i = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not i.startswith("-"):
+        print(i); break'
 }
 
 write_config() { # write_config N
