@@ -60,20 +60,31 @@ install_spring() {
 rabbit_pid() { pgrep -f 'beam.smp.*rabbit' | head -1; }
 
 start_rabbitmq() {
-  if [ -z "$(rabbit_pid)" ]; then
-    as_root rabbitmq-server -detached >/dev/null 2>&1
-  fi
-  as_root timeout 120 rabbitmqctl await_startup >/dev/null 2>&1 || true
-  wait_port $RABBIT_WS_PORT 60 || { log "RabbitMQ Web-STOMP did not open port $RABBIT_WS_PORT"; return 1; }
-  echo "pid $(rabbit_pid) url ws://127.0.0.1:$RABBIT_WS_PORT/ws"
+  local try
+  for try in 1 2 3; do
+    if [ -z "$(rabbit_pid)" ]; then
+      as_root rabbitmq-server -detached >/dev/null 2>&1 || true
+    fi
+    as_root timeout 120 rabbitmqctl await_startup >/dev/null 2>&1 || true
+    if wait_port $RABBIT_WS_PORT 60; then
+      echo "pid $(rabbit_pid) url ws://127.0.0.1:$RABBIT_WS_PORT/ws"
+      return 0
+    fi
+    log "RabbitMQ Web-STOMP did not open port $RABBIT_WS_PORT (try $try); restarting the node"
+    stop_rabbitmq
+  done
+  return 1
 }
 
 stop_rabbitmq() {
-  if [ -n "$(rabbit_pid)" ]; then
-    as_root timeout 60 rabbitmqctl stop >/dev/null 2>&1 || true
-    local p; p="$(rabbit_pid)"
-    if [ -n "$p" ]; then as_root kill "$p" 2>/dev/null || true; fi
-  fi
+  local p i
+  p="$(rabbit_pid)"
+  [ -n "$p" ] || return 0
+  # With thousands of clients the node takes a while to close them: wait for it to exit,
+  # or the next start finds the old node still registered.
+  as_root timeout 90 rabbitmqctl stop >/dev/null 2>&1 || true
+  for ((i = 0; i < 300; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$p" 2>/dev/null; then as_root kill -9 "$p" 2>/dev/null || true; sleep 1; fi
 }
 
 start_spring() {

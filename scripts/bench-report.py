@@ -135,7 +135,9 @@ def main():
     o.append(f"- Open-file limit per process: {meta.get('fd_limit', '?')} (hard limit of the build machines: "
              "one process holds at most ~19,900 sockets, so idle connections are measured at 19,000)")
     o.append(f"- Run: {meta.get('start', '?')} → {meta.get('end', '?')}; load average before "
-             f"{meta.get('load_before', '?')}, after {meta.get('load_after', '?')}")
+             f"{meta.get('load_before', '?')}, after {meta.get('load_after', '?')}; CPU pressure (PSI, share of "
+             f"time some task waited for a CPU) before: {meta.get('psi_before', '?')}, after: "
+             f"{meta.get('psi_after', '?')}")
     o.append(f"- Command: `{meta.get('command', 'scripts/bench.sh')}`")
     o.append("- The 2 cores are shared by the server, the load generator and, on the build machines, other "
              "work (compilers of other jobs). Treat differences under ~20% as noise; the load generator's "
@@ -145,7 +147,8 @@ def main():
     for k in ["stompgate", "rabbitmq", "spring", "kafka"]:
         if k in versions:
             o.append(f"- {k}: {versions[k]}")
-    o.append("- ceiling: `src/bin/ceiling.rs` at the same commit (tokio-tungstenite, 4 KiB read buffer)")
+    o.append("- ceiling: `src/bin/ceiling.rs` at the same commit (tokio-tungstenite, 4 KiB read buffer, the frames "
+             "queued for a connection sent as one WebSocket message, as stompgate does by default)")
     o.append("- Peers run at their defaults, except the RabbitMQ node's open-file limit (20,000, "
              "`/etc/rabbitmq/rabbitmq-env.conf`; the Debian default of 1,024 stops it near 1,000 clients). "
              "Spring's embedded Tomcat caps connections at 8,192 by default (`server.tomcat.max-connections`), "
@@ -161,7 +164,7 @@ def main():
 
     o.append("## 1. Fan-out: 1,000 subscribers on 10 destinations, one publisher ramping\n")
     o.append("Highest delivered messages/s holding p99 ≤ 50 ms with nothing lost (rate doubled from "
-             "2,000/s each 4 s step, then 3 bisection steps; a step also fails if it delivers < 90% of its "
+             "2,000/s each 4 s step up to 16M/s, then 3 bisection steps; a step also fails if it delivers < 90% of its "
              "target).\n")
     o.append(table(results, "1", targets, [
         ("max delivered msgs/s", g("max_delivered_per_s"), True, ""),
@@ -187,6 +190,8 @@ def main():
     o.append(notes_for(results, "2", targets))
 
     o.append("## 3. Idle connections: 19,000 connected and subscribed\n")
+    o.append("Clients send a STOMP heart-beat every 10 s, as STOMP clients do (RabbitMQ's Web-STOMP closes "
+             "connections silent for 60 s). RSS per connection = (RSS with the connections − RSS before) / held.\n")
     o.append(table(results, "3", targets, [
         ("connections held", g("held"), True, ""),
         ("RSS per connection (KB)", g("rss_per_conn_kb"), False, ""),

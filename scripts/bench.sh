@@ -192,6 +192,7 @@ fi
 
 START_TS="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+PSI_BEFORE="$(head -1 /proc/pressure/cpu 2>/dev/null | awk '{print $2, $3, $4}')"
 
 for t in $TARGETS; do
   set_templates "$t"
@@ -199,13 +200,14 @@ for t in $TARGETS; do
     case "$s" in
       1) start_target "$t" || continue
          run 1 "$t" 300 --mode fanout-ramp -n 1000 -d 10 --ramp-start 2000 --ramp-factor 2 \
-           --ramp-max 4000000 --refine 3 --step-secs 4 --p99-limit-ms 50 ;;
+           --ramp-max 16000000 --refine 3 --step-secs 4 --p99-limit-ms 50 ;;
       2) start_target "$t" || continue
          run 2 "$t" 90 --mode fixed -n 1000 -d 10 --rate 100000 --duration 10 --warmup 3 ;;
       3) start_target "$t" || continue
          # 19,000: the open-file hard limit is 20,000 per process on the build machines,
          # for the server and for the load generator alike.
-         run 3 "$t" 240 --mode idle -n 19000 -d 10 --connect-timeout 150 --hold 5 --read-buf 4096 ;;
+         run 3 "$t" 240 --mode idle -n 19000 -d 10 --connect-timeout 120 --hold 5 --read-buf 4096 \
+           --heartbeat-ms 10000 ;;
       4) start_target "$t" || continue
          run 4 "$t" 120 --mode storm -n 10000 -d 10 --connect-timeout 60 --read-buf 4096 ;;
       5) start_target "$t" || continue
@@ -259,8 +261,9 @@ if [ "$RUN_K6" = 1 ]; then
 fi
 
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
+PSI_AFTER="$(head -1 /proc/pressure/cpu 2>/dev/null | awk '{print $2, $3, $4}')"
 {
-  echo "{\"kind\":\"meta\",\"command\":$(printf '%s' "$CMDLINE" | python3 -c 'import json,sys;print(json.dumps(sys.stdin.read()))'),\"start\":\"$START_TS\",\"end\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"fd_limit\":$FD_LIMIT,\"load_before\":\"$LOAD_BEFORE\",\"load_after\":\"$LOAD_AFTER\"}"
+  echo "{\"kind\":\"meta\",\"command\":$(printf '%s' "$CMDLINE" | python3 -c 'import json,sys;print(json.dumps(sys.stdin.read()))'),\"start\":\"$START_TS\",\"end\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"fd_limit\":$FD_LIMIT,\"load_before\":\"$LOAD_BEFORE\",\"load_after\":\"$LOAD_AFTER\",\"psi_before\":\"$PSI_BEFORE\",\"psi_after\":\"$PSI_AFTER\"}"
   echo "{\"kind\":\"version\",\"name\":\"stompgate\",\"version\":\"$(git describe --always --dirty 2>/dev/null || echo unknown), $(rustc --version)\"}"
   if [ "$NEED_PEERS" = 1 ]; then
     scripts/bench-peers.sh versions | while IFS= read -r l; do

@@ -157,6 +157,10 @@ struct Args {
     /// Seconds to wait for in-flight messages after a step.
     #[arg(long, default_value_t = 5.0)]
     drain_secs: f64,
+    /// Client heart-beat interval, ms (0: none). Subscribers send an EOL this often, as
+    /// STOMP clients do; some servers close silent connections (RabbitMQ Web-STOMP: 60 s).
+    #[arg(long, default_value_t = 0)]
+    heartbeat_ms: u64,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -559,8 +563,8 @@ fn dest_name(template: &str, i: usize) -> String {
 
 fn connect_frame(a: &Args) -> Vec<u8> {
     format!(
-        "CONNECT\naccept-version:1.2,1.1,1.0\nhost:{}\nlogin:{}\npasscode:{}\nheart-beat:0,0\n\n\0",
-        a.vhost, a.login, a.passcode
+        "CONNECT\naccept-version:1.2,1.1,1.0\nhost:{}\nlogin:{}\npasscode:{}\nheart-beat:{},0\n\n\0",
+        a.vhost, a.login, a.passcode, a.heartbeat_ms
     )
     .into_bytes()
 }
@@ -629,6 +633,7 @@ struct SubCfg {
     read_buf: usize,
     sources: Vec<Ipv4Addr>,
     timeout: Duration,
+    heartbeat: Option<Duration>,
 }
 
 async fn subscriber(
@@ -672,8 +677,28 @@ async fn subscriber(
     }
     let mut last_seq: Option<u64> = None;
     let counter = &sh.conn_recv[idx];
+    let mut hb = cfg.heartbeat.map(|every| {
+        let mut iv = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        iv
+    });
     loop {
-        let f = match c.next_frame().await {
+        let next = match hb.as_mut() {
+            // next_frame is cancel-safe: it only changes state after a read completes.
+            Some(iv) => tokio::select! {
+                f = c.next_frame() => f,
+                _ = iv.tick() => {
+                    let mut out = Vec::with_capacity(8);
+                    ws_frame(&mut out, 0x1, &[b"\n"]);
+                    if c.s.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            },
+            None => c.next_frame().await,
+        };
+        let f = match next {
             Ok(f) => f,
             Err(e) => {
                 if !sh.stop.load(Relaxed) {
@@ -1183,6 +1208,7 @@ async fn real_main(a: Args) -> i32 {
         read_buf: a.read_buf,
         sources,
         timeout: Duration::from_secs_f64(a.connect_timeout),
+        heartbeat: (a.heartbeat_ms > 0).then(|| Duration::from_millis(a.heartbeat_ms)),
     });
     let sem = Arc::new(Semaphore::new(a.connect_concurrency.max(1)));
     let m_conn0 = proc_.mark();
