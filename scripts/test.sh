@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Runs every test of stompgate, installing what they need first (skip that with
+# SKIP_INSTALL=1):
+#   1. cargo fmt --check and clippy
+#   2. Rust unit, property and integration tests (real gateway on 127.0.0.1:0)
+#   3. the parser fuzzer, bounded (FUZZ_SECONDS, default 30)
+#   4. @stomp/stompjs in Node against the gateway
+#   5. Python: stomp-py, real Kafka (KRaft, from Maven jars), real nginx, deployment files
+#   6. the dashboard in headless Chromium (Playwright)
+#   7. the benchmark tool's smoke mode
+# Ends with one line "N passed, N failed" over all suites.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$PWD"
+LOGS="$ROOT/target/test-logs"
+mkdir -p "$LOGS"
+export STOMPGATE_BIN="$ROOT/target/debug/stompgate"
+PASSED=0
+FAILED=0
+
+step() { echo; echo "==== $* ($(date +%H:%M:%S))"; }
+
+# Runs a suite, keeps its output, and adds its counts (parsed by `counter`) to the totals.
+suite() {
+  local name="$1" counter="$2"; shift 2
+  step "$name"
+  local log="$LOGS/$name.log" rc=0
+  "$@" 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
+  local counts
+  counts=$("$counter" "$log")
+  PASSED=$((PASSED + ${counts% *}))
+  FAILED=$((FAILED + ${counts#* }))
+  if [ "$rc" -ne 0 ]; then
+    echo "==== $name FAILED (exit $rc); log: $log"
+    FAILED=$((FAILED + (${counts#* } == 0 ? 1 : 0)))
+    echo "$PASSED passed, $FAILED failed"
+    exit 1
+  fi
+}
+
+cargo_counts() {
+  awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+       END { print p + 0, f + 0 }' "$1"
+}
+node_counts() {
+  awk '/^# pass / { p += $3 } /^# fail / { f += $3 } END { print p + 0, f + 0 }' "$1"
+}
+pytest_counts() {
+  tail -3 "$1" | awk '{ for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^(failed|error)/) f += $i } }
+       END { print p + 0, f + 0 }'
+}
+fuzz_counts() { grep -q "without a crash" "$1" && echo "1 0" || echo "0 1"; }
+bench_counts() { grep -q "smoke: ok" "$1" && echo "1 0" || echo "0 1"; }
+
+if [ "${SKIP_INSTALL:-0}" != 1 ]; then
+  step "install"
+  bash scripts/install/all.sh
+fi
+
+step "format and lints"
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
+
+suite rust cargo_counts cargo test --all-targets
+suite fuzz fuzz_counts bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
+suite stompjs node_counts bash -c "cd tests/node && node --test"
+suite python pytest_counts python3 -m pytest tests/py -q -p no:cacheprovider
+# In CI the screenshots go to target/; run locally, the test refreshes docs/screenshots.
+if [ "${CI:-}" = true ]; then export SCREENSHOT_DIR="$ROOT/target/screenshots"; fi
+suite e2e node_counts node --test e2e/
+suite bench-smoke bench_counts bash scripts/bench.sh --smoke
+
+echo
+echo "$PASSED passed, $FAILED failed"
