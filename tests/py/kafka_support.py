@@ -108,8 +108,11 @@ class KafkaCluster:
         return Producer(base)
 
     def produce(self, topic: str, key: str, value, headers: dict | None = None,
-                partition: int | None = None, timeout: float = 30.0) -> tuple[int, int]:
-        """Produce one record (acks=all) and wait for the broker; returns (partition, offset)."""
+                partition: int | None = None, timeout: float = 30.0,
+                timestamp: int | None = None) -> tuple[int, int]:
+        """Produce one record (acks=all) and wait for the broker; returns (partition, offset).
+
+        `timestamp` (ms) sets the record's Kafka timestamp; by default the producer's clock."""
         if not isinstance(value, (bytes, str)):
             value = json.dumps(value)
         p = self.producer()
@@ -123,6 +126,8 @@ class KafkaCluster:
             kw["headers"] = list(headers.items())
         if partition is not None:
             kw["partition"] = partition
+        if timestamp is not None:
+            kw["timestamp"] = timestamp
         p.produce(topic, **kw)
         left = p.flush(timeout)
         if left or "msg" not in result:

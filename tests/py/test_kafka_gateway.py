@@ -38,7 +38,8 @@ def test_trade_record_reaches_subscribers_on_two_replicas(kafka, gateways, stomp
     await_flow(kafka, market, [ca, cb])
 
     rec = trade(market, f"t-{uuid.uuid4()}", price="95012000", qty="0.0132", side="sell")
-    partition, offset = kafka.produce("trades", market, rec)
+    # The record's Kafka timestamp is set to the event time; MESSAGE `timestamp` carries it.
+    partition, offset = kafka.produce("trades", market, rec, timestamp=rec["ts"])
     got = {}
     for c in (ca, cb):
         [(h, body)] = c.wait_for(_by_trade_id(rec["trade_id"]), timeout=15,
