@@ -2,7 +2,7 @@
 //! documented default. `stompgate --help` lists them all.
 
 use crate::stomp::Limits;
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,6 +24,12 @@ pub enum SlowConsumerPolicy {
     about = "Kafka to STOMP-over-WebSocket fan-out gateway"
 )]
 pub struct Config {
+    /// TOML file of settings (keys are the long option names, e.g. `port = 8080` or
+    /// `kafka-brokers = "k1:9092"`). Flags win over environment variables, which win over
+    /// the file.
+    #[arg(long, env = "STOMPGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// Address to listen on for HTTP and WebSocket.
     #[arg(long, env = "STOMPGATE_BIND", default_value = "0.0.0.0")]
     pub bind: IpAddr,
@@ -136,6 +142,80 @@ pub struct Config {
     #[arg(long, env = "STOMPGATE_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,
 
+    /// HS256 shared secret for JWTs on CONNECT (turns authentication on).
+    #[arg(long, env = "STOMPGATE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM file with the RSA (RS256) or EC (ES256) public key for JWTs (turns authentication on).
+    #[arg(long, env = "STOMPGATE_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Required `iss` claim of tokens.
+    #[arg(long, env = "STOMPGATE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` claim of tokens.
+    #[arg(long, env = "STOMPGATE_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// With authentication on: what clients without a token may subscribe to (patterns;
+    /// `*` one segment, `**` the rest; empty: a token is required).
+    #[arg(
+        long,
+        env = "STOMPGATE_ANONYMOUS_SUBSCRIBE",
+        default_value = "/topic/market/*",
+        value_delimiter = ','
+    )]
+    pub anonymous_subscribe: Vec<String>,
+
+    /// Subscribe patterns of a token without a `subscribe` claim.
+    #[arg(
+        long,
+        env = "STOMPGATE_DEFAULT_SUBSCRIBE",
+        default_value = "/topic/market/*",
+        value_delimiter = ','
+    )]
+    pub default_subscribe: Vec<String>,
+
+    /// Send patterns of a token without a `send` claim.
+    #[arg(
+        long,
+        env = "STOMPGATE_DEFAULT_SEND",
+        default_value = "/app/market/*/chat",
+        value_delimiter = ','
+    )]
+    pub default_send: Vec<String>,
+
+    /// Origins allowed to open WebSockets besides same-origin pages and non-browser clients
+    /// (`*` allows all; `:*` any port).
+    #[arg(
+        long,
+        env = "STOMPGATE_ALLOWED_ORIGINS",
+        default_value = "http://localhost:*,http://127.0.0.1:*,https://localhost:*,https://127.0.0.1:*",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// SENDs per second allowed to one session (0: unlimited).
+    #[arg(long, env = "STOMPGATE_SEND_RATE", default_value_t = 50.0)]
+    pub send_rate: f64,
+
+    /// SENDs a session may make in a burst above the rate.
+    #[arg(long, env = "STOMPGATE_SEND_BURST", default_value_t = 100.0)]
+    pub send_burst: f64,
+
+    /// Concurrent connections per client IP address (0: unlimited).
+    #[arg(long, env = "STOMPGATE_MAX_CONNECTIONS_PER_IP", default_value_t = 1000)]
+    pub max_connections_per_ip: usize,
+
+    /// Take the client address from X-Forwarded-For (only behind a trusted proxy).
+    #[arg(long, env = "STOMPGATE_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set)]
+    pub trust_forwarded_for: bool,
+
+    /// On shutdown, how long /readyz reports not-ready before clients are told to leave, ms.
+    #[arg(long, env = "STOMPGATE_DRAIN_DELAY_MS", default_value_t = 1000)]
+    pub drain_delay_ms: u64,
+
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "STOMPGATE_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
@@ -145,6 +225,67 @@ impl Config {
     /// The configuration with every default, as tests and embedders start from.
     pub fn defaults() -> Config {
         Config::parse_from(["stompgate"])
+    }
+
+    /// Parses flags and environment, then fills what neither set from the `--config` TOML
+    /// file; validates the result. Errors say which setting and why.
+    pub fn load<I, T>(args: I) -> Result<Config, String>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let command = Config::command();
+        let matches = command
+            .clone()
+            .try_get_matches_from(&args)
+            .map_err(|e| e.render().to_string())?;
+        let mut config = Config::from_arg_matches(&matches).map_err(|e| e.to_string())?;
+        if let Some(path) = config.config.clone() {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("--config {}: cannot read it: {e}", path.display()))?;
+            let table: toml::Table = text
+                .parse()
+                .map_err(|e| format!("--config {}: not valid TOML: {e}", path.display()))?;
+            let mut merged = args.clone();
+            for (key, value) in table {
+                let arg = command
+                    .get_arguments()
+                    .find(|a| a.get_long() == Some(key.as_str()) && key != "config")
+                    .ok_or_else(|| {
+                        format!(
+                            "--config {}: unknown setting '{key}' (see stompgate --help)",
+                            path.display()
+                        )
+                    })?;
+                let from_default = matches!(
+                    matches.value_source(arg.get_id().as_str()),
+                    None | Some(clap::parser::ValueSource::DefaultValue)
+                );
+                if !from_default {
+                    continue;
+                }
+                let text = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Array(items) => items
+                        .iter()
+                        .map(|v| match v {
+                            toml::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    other => other.to_string(),
+                };
+                merged.push(format!("--{key}={text}").into());
+            }
+            let matches = command
+                .try_get_matches_from(&merged)
+                .map_err(|e| format!("--config {}: {}", path.display(), e.render()))?;
+            config = Config::from_arg_matches(&matches).map_err(|e| e.to_string())?;
+        }
+        config.validate()?;
+        Ok(config)
     }
 
     pub fn limits(&self) -> Limits {
@@ -173,6 +314,9 @@ impl Config {
                 self.demo_rate
             ));
         }
+        if !(self.send_rate >= 0.0 && self.send_burst >= 1.0) {
+            return Err("--send-rate must be >= 0 and --send-burst >= 1".into());
+        }
         if self.max_connections == 0 {
             return Err("--max-connections must be at least 1".into());
         }
@@ -184,5 +328,84 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Authentication settings; reads the public key file.
+    pub fn auth(&self) -> Result<crate::auth::AuthSettings, String> {
+        let public_key_pem = match &self.jwt_public_key {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                format!("--jwt-public-key {}: cannot read it: {e}", path.display())
+            })?),
+            None => None,
+        };
+        Ok(crate::auth::AuthSettings {
+            secret: self.jwt_secret.clone(),
+            public_key_pem,
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            anonymous_subscribe: self.anonymous_subscribe.clone(),
+            default_subscribe: self.default_subscribe.clone(),
+            default_send: self.default_send.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> tempfile_path::Path {
+        tempfile_path::Path::new(text)
+    }
+
+    mod tempfile_path {
+        pub struct Path(pub std::path::PathBuf);
+        impl Path {
+            pub fn new(text: &str) -> Path {
+                let p = std::env::temp_dir().join(format!(
+                    "stompgate-config-{}-{}.toml",
+                    std::process::id(),
+                    rand::random::<u32>()
+                ));
+                std::fs::write(&p, text).unwrap();
+                Path(p)
+            }
+            pub fn arg(&self) -> String {
+                format!("--config={}", self.0.display())
+            }
+        }
+        impl Drop for Path {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_fills_the_rest() {
+        let f = file(
+            "port = 9001\ndemo-rate = 7.5\ndemo-markets = [\"A-B\", \"C-D\"]\nws-batch = false\n",
+        );
+        let c = Config::load(["stompgate", &f.arg(), "--port", "9002"]).unwrap();
+        assert_eq!(c.port, 9002);
+        assert_eq!(c.demo_rate, 7.5);
+        assert_eq!(c.demo_markets, ["A-B", "C-D"]);
+        assert!(!c.ws_batch);
+    }
+
+    #[test]
+    fn invalid_settings_name_the_setting() {
+        let f = file("prot = 1\n");
+        let e = Config::load(["stompgate", &f.arg()]).unwrap_err();
+        assert!(e.contains("unknown setting 'prot'"), "{e}");
+        let f = file("port = \"eighty\"\n");
+        let e = Config::load(["stompgate", &f.arg()]).unwrap_err();
+        assert!(e.contains("--port"), "{e}");
+        let e = Config::load(["stompgate", "--outbox-bytes", "10"]).unwrap_err();
+        assert!(e.contains("--outbox-bytes"), "{e}");
+        let e = Config::load(["stompgate", "--demo-markets", "bad id"]).unwrap_err();
+        assert!(e.contains("--demo-markets"), "{e}");
+        let e = Config::load(["stompgate", "--config", "/nonexistent.toml"]).unwrap_err();
+        assert!(e.contains("cannot read"), "{e}");
     }
 }

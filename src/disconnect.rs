@@ -25,6 +25,10 @@ pub enum Disconnect {
     ServerFull,
     /// The server is shutting down.
     ShuttingDown,
+    /// The session's token expired.
+    TokenExpired,
+    /// The client address has too many connections.
+    TooManyFromAddress,
 }
 
 impl Disconnect {
@@ -41,6 +45,8 @@ impl Disconnect {
             Disconnect::ProtocolError => "protocol_error",
             Disconnect::ServerFull => "server_full",
             Disconnect::ShuttingDown => "shutting_down",
+            Disconnect::TokenExpired => "token_expired",
+            Disconnect::TooManyFromAddress => "too_many_from_address",
         }
     }
 
@@ -74,6 +80,14 @@ impl Disconnect {
             Disconnect::ShuttingDown => Some((
                 "server shutting down",
                 "This gateway is shutting down. Reconnect; the load balancer will send you to another replica.",
+            )),
+            Disconnect::TokenExpired => Some((
+                "token expired",
+                "Your token has expired. Get a new one and reconnect.",
+            )),
+            Disconnect::TooManyFromAddress => Some((
+                "too many connections from your address",
+                "Close some of your connections to this gateway, or ask its operator to raise --max-connections-per-ip.",
             )),
             Disconnect::ClientRequest | Disconnect::TransportClosed | Disconnect::ProtocolError => {
                 None

@@ -1,11 +1,13 @@
 //! The gateway's shared state behind one cheap, cloneable handle: configuration, hub, bus,
 //! metrics, connection limit and the shutdown signal.
 
+use crate::auth::Auth;
 use crate::bus::kafka::{KafkaBus, KafkaSettings};
 use crate::bus::local::LocalBus;
 use crate::bus::{Bus, Ingest};
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::limits::IpLimiter;
 use crate::metrics::Metrics;
 use crate::route::Router;
 use crate::stomp::Limits;
@@ -22,6 +24,10 @@ pub struct Gateway {
     pub hub: Arc<Hub>,
     pub bus: Arc<dyn Bus>,
     pub metrics: Arc<Metrics>,
+    /// Who clients are and what they may do.
+    pub auth: Auth,
+    /// Connections per client address.
+    pub per_ip: Arc<IpLimiter>,
     /// Permits for open connections (WebSocket and TCP together).
     pub connections: Arc<Semaphore>,
     /// Cancelled when shutdown begins: sessions say goodbye and drain.
@@ -38,6 +44,7 @@ impl Gateway {
     /// the demo feed). Must run inside a tokio runtime.
     pub fn start(config: Config) -> Result<Arc<Gateway>, String> {
         config.validate()?;
+        let auth = Auth::new(&config.auth()?)?;
         let metrics = Arc::new(Metrics::new());
         let hub = Arc::new(Hub::new(metrics.clone()));
         let router = Router::defaults(&config.trades_topic, &config.chat_topic);
@@ -78,6 +85,8 @@ impl Gateway {
         }
         Ok(Arc::new(Gateway {
             limits: config.limits(),
+            auth,
+            per_ip: IpLimiter::new(config.max_connections_per_ip),
             connections: Arc::new(Semaphore::new(config.max_connections)),
             config,
             hub,

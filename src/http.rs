@@ -1,6 +1,7 @@
 //! The HTTP face of the gateway: `/ws` (STOMP over WebSocket), `/healthz`, `/readyz`,
 //! `/metrics`, `/api/stats` and the dashboard files.
 
+use crate::disconnect::Disconnect;
 use crate::gateway::Gateway;
 use crate::session::Session;
 use crate::stomp::Version;
@@ -9,7 +10,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use rust_embed::RustEmbed;
@@ -38,6 +39,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 async fn websocket(
     State(gw): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
     if gw.draining() {
@@ -47,6 +50,33 @@ async fn websocket(
         )
             .into_response();
     }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let origin = header("origin");
+    if !crate::origin::allowed(origin, header("host"), &gw.config.allowed_origins) {
+        gw.metrics.errors.with_label_values(&["origin"]).inc();
+        tracing::info!(%peer, origin, "websocket refused: origin not allowed");
+        return (
+            StatusCode::FORBIDDEN,
+            format!(
+                "origin {} is not allowed to open a WebSocket here; add it to --allowed-origins\n",
+                origin.unwrap_or_default()
+            ),
+        )
+            .into_response();
+    }
+    let client_ip = match (gw.config.trust_forwarded_for, header("x-forwarded-for")) {
+        (true, Some(xff)) => xff
+            .split(',')
+            .next()
+            .and_then(|ip| ip.trim().parse().ok())
+            .unwrap_or(peer.ip()),
+        _ => peer.ip(),
+    };
+    let token = header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::to_string)
+        .or_else(|| query_param(uri.query(), "access_token"));
+    let ip_slot = gw.per_ip.acquire(client_ip);
     let permit = gw.connections.clone().try_acquire_owned().ok();
     let max_message = gw.limits.max_body_bytes * 2 + 64 * 1024;
     ws.protocols(Version::ALL.iter().rev().map(|v| v.subprotocol()))
@@ -55,16 +85,51 @@ async fn websocket(
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |socket| async move {
-            let Some(permit) = permit else {
-                crate::session::refuse_full(gw, Transport::WebSocket(Box::new(socket))).await;
+            let transport = Transport::WebSocket(Box::new(socket));
+            let Some(ip_slot) = ip_slot else {
+                crate::session::refuse(gw, transport, Disconnect::TooManyFromAddress).await;
                 return;
             };
-            let session = Session::new(gw.clone(), peer, "ws");
-            gw.sessions
-                .track_future(session.run(Transport::WebSocket(Box::new(socket))))
-                .await;
-            drop(permit);
+            let Some(permit) = permit else {
+                crate::session::refuse(gw, transport, Disconnect::ServerFull).await;
+                return;
+            };
+            let peer = SocketAddr::new(client_ip, peer.port());
+            let session = Session::new(gw.clone(), peer, "ws", token);
+            gw.sessions.track_future(session.run(transport)).await;
+            drop((permit, ip_slot));
         })
+}
+
+/// The value of `name` in a URL query string (percent-decoding `%XX` and `+`).
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
@@ -124,5 +189,21 @@ async fn embedded(uri: Uri) -> Response {
             .body(Body::from(file.data.into_owned()))
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
         None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters() {
+        assert_eq!(
+            query_param(Some("a=1&access_token=x.y%2Dz&b"), "access_token").as_deref(),
+            Some("x.y-z")
+        );
+        assert_eq!(query_param(Some("a=1"), "access_token"), None);
+        assert_eq!(query_param(None, "access_token"), None);
+        assert_eq!(percent_decode("%E2%82%AC+%zz%"), "\u{20ac} %zz%");
     }
 }

@@ -18,11 +18,15 @@
 //! - [`route`]: Kafka records to destinations, SEND destinations to topics.
 //! - [`chat`]: the chat record built from a client SEND.
 //! - [`demo`]: the synthetic market feed of the embedded default.
+//! - [`auth`]: JWT on CONNECT and destination permissions.
+//! - [`limits`]: connections per address, SEND rate per session.
+//! - [`origin`]: the WebSocket Origin check.
 //! - [`http`]: the axum router: `/ws`, health, readiness, metrics, stats, dashboard.
 //! - [`server`]: listeners and graceful shutdown.
 //! - [`gateway`]: the shared state handle.
 //! - [`config`], [`metrics`], [`disconnect`], [`clock`]: as named.
 
+pub mod auth;
 pub mod bus;
 pub mod chat;
 pub mod clock;
@@ -32,7 +36,9 @@ pub mod disconnect;
 pub mod gateway;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
+pub mod origin;
 pub mod outbox;
 pub mod publication;
 pub mod route;

@@ -1,14 +1,19 @@
 //! The `stompgate` binary: parse configuration, start the server, shut down gracefully on
 //! SIGTERM or Ctrl-C.
 
-use clap::Parser;
 use stompgate::config::Config;
 use stompgate::server::Server;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() {
-    let config = Config::parse();
+    let config = match Config::load(std::env::args_os()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("stompgate: {e}");
+            std::process::exit(2);
+        }
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     if config.log_json {
         tracing_subscriber::fmt()

@@ -3,8 +3,9 @@
 //! ERROR "server shutting down" and drain → exit within the deadline.
 
 use crate::config::Config;
+use crate::disconnect::Disconnect;
 use crate::gateway::Gateway;
-use crate::session::Session;
+use crate::session::{Session, refuse};
 use crate::transport::Transport;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,6 +80,9 @@ impl Server {
             "shutting down: not ready, refusing new connections, draining sessions"
         );
         gw.begin_drain();
+        // Load balancers see /readyz fail before clients are told to leave; new WebSocket
+        // upgrades are refused from now on.
+        tokio::time::sleep(Duration::from_millis(gw.config.drain_delay_ms)).await;
         self.accept_stop.cancel();
         gw.shutdown.cancel();
         gw.sessions.close();
@@ -106,17 +110,21 @@ async fn accept_tcp(listener: TcpListener, gw: Arc<Gateway>, stop: CancellationT
             }
         };
         let _ = stream.set_nodelay(true);
+        let ip_slot = gw.per_ip.acquire(peer.ip());
         let permit = gw.connections.clone().try_acquire_owned();
         let gw2 = gw.clone();
         gw.sessions.spawn(async move {
-            let Ok(permit) = permit else {
-                crate::session::refuse_full(gw2, Transport::Tcp(stream)).await;
+            let transport = Transport::Tcp(stream);
+            let Some(ip_slot) = ip_slot else {
+                refuse(gw2, transport, Disconnect::TooManyFromAddress).await;
                 return;
             };
-            Session::new(gw2, peer, "tcp")
-                .run(Transport::Tcp(stream))
-                .await;
-            drop(permit);
+            let Ok(permit) = permit else {
+                refuse(gw2, transport, Disconnect::ServerFull).await;
+                return;
+            };
+            Session::new(gw2, peer, "tcp", None).run(transport).await;
+            drop((permit, ip_slot));
         });
     }
 }

@@ -7,12 +7,14 @@
 //! order (so receipts keep the order of the frames that asked for them), runs heart-beat
 //! timers and hears shutdown.
 
+use crate::auth::Identity;
 use crate::bus::{OutboundRecord, SendError};
 use crate::chat::chat_record;
 use crate::clock::now_ms;
 use crate::disconnect::Disconnect;
 use crate::gateway::Gateway;
 use crate::hub::Subscriber;
+use crate::limits::TokenBucket;
 use crate::outbox::{Out, Outbox};
 use crate::route::{SubscribeTarget, chat_market};
 use crate::stomp::{Command, Frame, Parsed, Version, encode_frame, parse};
@@ -84,6 +86,12 @@ pub struct Session {
     outbox: Arc<Outbox>,
     version: Option<Version>,
     user: String,
+    identity: Option<Identity>,
+    /// A token from the WebSocket upgrade (header or query), used when CONNECT has none.
+    upgrade_token: Option<String>,
+    /// When the session's token expires.
+    expires: Option<Instant>,
+    sends: TokenBucket,
     subs: HashMap<String, Arc<Subscription>>,
     unacked: VecDeque<Unacked>,
     next_ack: u64,
@@ -109,9 +117,15 @@ fn error_frame(message: &str, detail: &str, cause: Option<&Frame>) -> Frame {
 }
 
 impl Session {
-    pub fn new(gw: Arc<Gateway>, peer: SocketAddr, kind: &'static str) -> Session {
+    pub fn new(
+        gw: Arc<Gateway>,
+        peer: SocketAddr,
+        kind: &'static str,
+        upgrade_token: Option<String>,
+    ) -> Session {
         let outbox = Arc::new(Outbox::new(gw.config.outbox_bytes, gw.config.slow_consumer));
         let now = Instant::now();
+        let sends = TokenBucket::new(gw.config.send_rate, gw.config.send_burst);
         Session {
             id: gw.next_session_id(),
             gw,
@@ -120,6 +134,10 @@ impl Session {
             outbox,
             version: None,
             user: String::new(),
+            identity: None,
+            upgrade_token,
+            expires: None,
+            sends,
             subs: HashMap::new(),
             unacked: VecDeque::new(),
             next_ack: 0,
@@ -201,7 +219,11 @@ impl Session {
         }
         let out = self.heartbeat_out.map(|d| self.last_write + d);
         let inn = self.heartbeat_in.map(|d| self.last_read + grace(d));
-        [out, inn].into_iter().flatten().min().unwrap_or(far)
+        [out, inn, self.expires]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(far)
     }
 
     fn on_timer(&mut self) -> Result<(), Fatal> {
@@ -211,6 +233,9 @@ impl Session {
                 return Err(self.server_error(Disconnect::ConnectTimeout));
             }
             return Ok(());
+        }
+        if self.expires.is_some_and(|at| now >= at) {
+            return Err(self.server_error(Disconnect::TokenExpired));
         }
         if let Some(d) = self.heartbeat_in
             && now >= self.last_read + grace(d)
@@ -460,10 +485,30 @@ impl Session {
         if server > 0 && cx > 0 && version != Version::V1_0 {
             self.heartbeat_in = Some(Duration::from_millis(server.max(cx)));
         }
-        self.user = match frame.header("login").map(str::trim) {
-            Some(login) if !login.is_empty() && login.len() <= 64 => login.to_string(),
-            _ => format!("guest-{}", self.id),
-        };
+        let token = frame
+            .header("passcode")
+            .filter(|p| !p.is_empty())
+            .or_else(|| {
+                frame
+                    .header("Authorization")
+                    .or_else(|| frame.header("authorization"))
+                    .and_then(|h| h.strip_prefix("Bearer "))
+            })
+            .or(self.upgrade_token.as_deref());
+        let identity = self
+            .gw
+            .auth
+            .authenticate(token, frame.header("login"), self.id)
+            .map_err(|e| {
+                tracing::info!(session = self.id, peer = %self.peer, reason = e.label(), "authentication failed");
+                self.protocol_error(e.label(), "authentication failed", &e.to_string(), Some(frame))
+            })?;
+        if let Some(exp) = identity.expires_at {
+            let left = exp.saturating_sub((now_ms() / 1000) as u64);
+            self.expires = Some(Instant::now() + Duration::from_secs(left));
+        }
+        self.user = identity.user.clone();
+        self.identity = Some(identity);
         self.version = Some(version);
         self.gw
             .metrics
@@ -494,6 +539,18 @@ impl Session {
 
     fn on_send(&mut self, frame: Frame) -> Result<(), Fatal> {
         let destination = self.required(&frame, "destination")?;
+        if !self.sends.take() {
+            return Err(self.protocol_error(
+                "rate_limited",
+                "rate limit exceeded",
+                &format!(
+                    "At most {} SENDs per second (bursts of {}) are allowed per connection; slow down and reconnect.",
+                    self.gw.config.send_rate, self.gw.config.send_burst
+                ),
+                Some(&frame),
+            ));
+        }
+        self.authorize(destination, false, &frame)?;
         let market = chat_market(destination).map_err(|e| {
             self.protocol_error(
                 "bad_destination",
@@ -578,6 +635,7 @@ impl Session {
                 Some(frame),
             )
         })?;
+        self.authorize(destination, true, frame)?;
         let ack = AckMode::parse(frame.header("ack")).ok_or_else(|| {
             self.protocol_error(
                 "bad_ack_mode",
@@ -619,6 +677,34 @@ impl Session {
         });
         self.receipt(frame);
         Ok(())
+    }
+
+    /// Checks the session's permissions for a destination.
+    fn authorize(&self, destination: &str, subscribe: bool, frame: &Frame) -> Result<(), Fatal> {
+        let Some(identity) = &self.identity else {
+            return Ok(());
+        };
+        let allowed = if subscribe {
+            identity.may_subscribe(destination)
+        } else {
+            identity.may_send(destination)
+        };
+        if allowed {
+            return Ok(());
+        }
+        let (verb, hint) = if subscribe {
+            ("subscribe to", "")
+        } else if identity.authenticated {
+            ("send to", "")
+        } else {
+            ("send to", " Connect with a token to send.")
+        };
+        Err(self.protocol_error(
+            "forbidden",
+            "forbidden",
+            &format!("{} may not {verb} '{destination}'.{hint}", self.user),
+            Some(frame),
+        ))
     }
 
     fn on_unsubscribe(&mut self, frame: &Frame) -> Result<(), Fatal> {
@@ -895,19 +981,20 @@ fn grace(interval: Duration) -> Duration {
     interval * 2 + Duration::from_millis(500)
 }
 
-/// Refuses a connection over the connection limit with a clear ERROR, then closes it.
-pub async fn refuse_full(gw: Arc<Gateway>, mut transport: Transport) {
-    let reason = Disconnect::ServerFull;
+/// Refuses a connection over a limit (`ServerFull`, `TooManyFromAddress`) with a clear
+/// ERROR, then closes it.
+pub async fn refuse(gw: Arc<Gateway>, mut transport: Transport, reason: Disconnect) {
     gw.metrics
         .disconnects
         .with_label_values(&[reason.label()])
         .inc();
     gw.metrics.errors.with_label_values(&[reason.label()]).inc();
     let (message, detail) = reason.error_text().unwrap_or_default();
-    let detail = format!(
-        "{detail} (limit: {} connections)",
-        gw.config.max_connections
-    );
+    let limit = match reason {
+        Disconnect::TooManyFromAddress => gw.config.max_connections_per_ip,
+        _ => gw.config.max_connections,
+    };
+    let detail = format!("{detail} (limit: {limit} connections)");
     let mut out = Vec::new();
     encode_frame(&Frame::error(message, &detail), Version::V1_2, &mut out);
     let _ = tokio::time::timeout(Duration::from_secs(1), transport.send(vec![out])).await;

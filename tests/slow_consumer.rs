@@ -13,7 +13,15 @@ fn delay_ms(m: &stompgate::stomp::Frame) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_reader_is_disconnected_while_others_keep_receiving_on_time() {
-    let server = start(&["--demo-rate", "0", "--outbox-bytes", "262144"]).await;
+    let server = start(&[
+        "--demo-rate",
+        "0",
+        "--outbox-bytes",
+        "1048576",
+        "--send-rate",
+        "0",
+    ])
+    .await;
     let addr = server.addr;
     let mut fast = Client::connect(addr, "fast").await;
     fast.send("SUBSCRIBE\nid:0\ndestination:/topic/market/X\nreceipt:r\n\n\0")
@@ -30,16 +38,14 @@ async fn stalled_reader_is_disconnected_while_others_keep_receiving_on_time() {
     stalled.expect(Command::Receipt).await;
     // From here on the stalled client reads nothing.
 
-    const N: usize = 6000;
+    const N: usize = 8000;
     let text = "x".repeat(1900);
     let publisher = tokio::spawn(async move {
         let mut p = Client::connect(addr, "pub").await;
-        // About 2,000 messages (4 MB) per second: a steady stream, not one burst.
+        // About 1,000 messages (2 MB) per second: a steady stream, not one burst.
         let mut tick = tokio::time::interval(Duration::from_millis(1));
-        for i in 0..N {
-            if i % 2 == 0 {
-                tick.tick().await;
-            }
+        for _ in 0..N {
+            tick.tick().await;
             p.send(&format!(
                 "SEND\ndestination:/app/market/X/chat\n\n{{\"text\":\"{text}\"}}\0"
             ))

@@ -18,7 +18,15 @@ pub const WAIT: Duration = Duration::from_secs(5);
 
 /// Starts a gateway with `args` (as on the command line) on a free port.
 pub async fn start(args: &[&str]) -> Server {
-    let mut argv = vec!["stompgate", "--bind", "127.0.0.1", "--port", "0"];
+    let mut argv = vec![
+        "stompgate",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--drain-delay-ms",
+        "0",
+    ];
     argv.extend_from_slice(args);
     let config = <Config as clap::Parser>::parse_from(argv);
     Server::start(config).await.expect("gateway starts")
