@@ -7,7 +7,7 @@
 
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Pushed};
-use crate::publication::{Encoded, Publication};
+use crate::publication::Publication;
 use crate::subscription::Subscription;
 use dashmap::DashMap;
 use std::sync::{Arc, RwLock};
@@ -25,6 +25,8 @@ pub struct Fanout {
     pub queued: usize,
     pub conflated: usize,
     pub overflowed: usize,
+    /// Subscribers whose outbox had already closed.
+    pub dropped: usize,
 }
 
 pub struct Hub {
@@ -118,14 +120,19 @@ impl Hub {
                 }
             }
         }
-        self.record(&fanout, &msg);
+        self.record(&fanout);
         fanout
     }
 
-    fn record(&self, fanout: &Fanout, _msg: &Encoded) {
+    fn record(&self, fanout: &Fanout) {
         self.metrics.messages_out.inc_by(fanout.queued as u64);
         if fanout.conflated > 0 {
             self.metrics.conflated.inc_by(fanout.conflated as u64);
+        }
+        if fanout.dropped + fanout.overflowed > 0 {
+            self.metrics
+                .dropped
+                .inc_by((fanout.dropped + fanout.overflowed) as u64);
         }
     }
 }
@@ -135,7 +142,7 @@ fn count(fanout: &mut Fanout, pushed: Pushed) {
         Pushed::Queued => fanout.queued += 1,
         Pushed::Conflated => fanout.conflated += 1,
         Pushed::Overflow => fanout.overflowed += 1,
-        Pushed::Closed => {}
+        Pushed::Closed => fanout.dropped += 1,
     }
 }
 

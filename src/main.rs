@@ -5,6 +5,8 @@ use stompgate::config::Config;
 use stompgate::server::Server;
 use tracing_subscriber::EnvFilter;
 
+// Logs go to stderr; stdout carries only the lines that say where the gateway listens.
+
 #[tokio::main]
 async fn main() {
     let config = match Config::load(std::env::args_os()) {
@@ -19,9 +21,13 @@ async fn main() {
         tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
+            .with_writer(std::io::stderr)
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
     }
     let server = match Server::start(config).await {
         Ok(s) => s,

@@ -25,7 +25,7 @@ pub struct Metrics {
     pub writes: IntCounter,
     /// Market ticks replaced by newer ones for slow clients.
     pub conflated: IntCounter,
-    /// Messages dropped because the client's outbox had closed.
+    /// Messages not queued because the client's outbox overflowed or had closed.
     pub dropped: IntCounter,
     /// Connections closed, by reason (see `Disconnect`).
     pub disconnects: IntCounterVec,
@@ -110,7 +110,7 @@ impl Metrics {
             ),
             dropped: counter(
                 "dropped_total",
-                "Messages dropped because the client's outbox had closed",
+                "Messages not queued because the client's outbox overflowed or had closed",
             ),
             disconnects: counter_vec(
                 "disconnects_total",

@@ -60,7 +60,28 @@ impl Client {
         protocols: &[&str],
         recv_buffer: Option<u32>,
     ) -> Client {
-        let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+        Client::try_open(addr, "/ws", protocols, &[], recv_buffer, None)
+            .await
+            .expect("websocket upgrade")
+    }
+
+    /// Opens `path` with extra request headers, from `local` (a 127.0.0.x address) if given;
+    /// the upgrade's HTTP error if it is refused.
+    pub async fn try_open(
+        addr: SocketAddr,
+        path: &str,
+        protocols: &[&str],
+        headers: &[(&str, &str)],
+        recv_buffer: Option<u32>,
+        local: Option<std::net::IpAddr>,
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+        for (k, v) in headers {
+            request.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
         if !protocols.is_empty() {
             request.headers_mut().insert(
                 "Sec-WebSocket-Protocol",
@@ -71,19 +92,20 @@ impl Client {
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size).unwrap();
         }
+        if let Some(ip) = local {
+            socket.bind(SocketAddr::new(ip, 0)).unwrap();
+        }
         let stream = socket.connect(addr).await.unwrap();
-        let (ws, response) = client_async(request, MaybeTlsStream::Plain(stream))
-            .await
-            .expect("websocket upgrade");
+        let (ws, response) = client_async(request, MaybeTlsStream::Plain(stream)).await?;
         let protocol = response
             .headers()
             .get("Sec-WebSocket-Protocol")
             .map(|v| v.to_str().unwrap().to_string());
-        Client {
+        Ok(Client {
             ws,
             buf: BytesMut::new(),
             protocol,
-        }
+        })
     }
 
     /// Opens and CONNECTs with STOMP 1.2 as `login`.

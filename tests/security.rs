@@ -1,0 +1,371 @@
+//! Authentication, permissions and limits: every rejection gives the client a clear ERROR
+//! (or HTTP error), is counted, and leaves other clients unaffected.
+
+mod common;
+
+use common::{Client, http_get, metric, start};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::time::Duration;
+use stompgate::stomp::Command;
+
+const SECRET: &str = "a-test-secret-of-some-length";
+
+fn now() -> u64 {
+    (stompgate::clock::now_ms() / 1000) as u64
+}
+
+fn token_with(secret: &str, claims: serde_json::Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn token(sub: &str) -> String {
+    token_with(SECRET, json!({"sub": sub, "exp": now() + 3600}))
+}
+
+async fn connect_with(addr: SocketAddr, headers: &str) -> Client {
+    let mut c = Client::open(addr, &["v12.stomp"]).await;
+    c.send(&format!(
+        "CONNECT\naccept-version:1.2\nhost:x\n{headers}\n\0"
+    ))
+    .await;
+    c
+}
+
+/// A client on `/topic/market/*` that must keep receiving whatever others do.
+async fn bystander(addr: SocketAddr) -> Client {
+    let mut c = connect_with(addr, &format!("passcode:{}\n", token("calm"))).await;
+    c.expect(Command::Connected).await;
+    c.send("SUBSCRIBE\nid:0\ndestination:/topic/market/*\n\n\0")
+        .await;
+    c.expect(Command::Message).await;
+    c
+}
+
+async fn still_receiving(c: &mut Client) {
+    c.expect_skipping_messages(Command::Message).await;
+    let m = c.expect(Command::Message).await;
+    assert_eq!(m.header("event-type"), Some("trade"));
+}
+
+async fn errors(addr: SocketAddr, reason: &str) -> f64 {
+    let (_, text) = http_get(addr, "/metrics").await;
+    metric(
+        &text,
+        &format!("stompgate_errors_total{{reason=\"{reason}\"}}"),
+    )
+}
+
+#[tokio::test]
+async fn valid_tokens_from_every_place_identify_the_user() {
+    let server = start(&["--jwt-secret", SECRET, "--demo-rate", "50"]).await;
+    let addr = server.addr;
+    // CONNECT passcode.
+    let mut c = connect_with(
+        addr,
+        &format!("login:mallory\npasscode:{}\n", token("alice")),
+    )
+    .await;
+    assert_eq!(
+        c.expect(Command::Connected).await.header("user-name"),
+        Some("alice")
+    );
+    // CONNECT Authorization header.
+    let mut c2 = connect_with(addr, &format!("Authorization:Bearer {}\n", token("bob"))).await;
+    assert_eq!(
+        c2.expect(Command::Connected).await.header("user-name"),
+        Some("bob")
+    );
+    // access_token on the WebSocket URL, and Authorization on the upgrade request.
+    let path = format!("/ws?access_token={}", token("carol"));
+    let bearer = format!("Bearer {}", token("dave"));
+    for (path, headers, user) in [
+        (path.as_str(), vec![], "carol"),
+        ("/ws", vec![("Authorization", bearer.as_str())], "dave"),
+    ] {
+        let mut c = Client::try_open(addr, path, &["v12.stomp"], &headers, None, None)
+            .await
+            .unwrap();
+        c.send("CONNECT\naccept-version:1.2\nhost:x\n\n\0").await;
+        assert_eq!(
+            c.expect(Command::Connected).await.header("user-name"),
+            Some(user)
+        );
+    }
+    // The chat sender is the token's subject, whatever the client claims.
+    c2.send("SUBSCRIBE\nid:0\ndestination:/topic/market/KRW-BTC\nreceipt:s\n\n\0")
+        .await;
+    c2.expect_skipping_messages(Command::Receipt).await;
+    c.send("SEND\ndestination:/app/market/KRW-BTC/chat\nuser:bob\n\n{\"text\":\"hi\",\"user\":\"bob\"}\0")
+        .await;
+    loop {
+        let m = c2.expect(Command::Message).await;
+        if m.header("event-type") == Some("chat.send") {
+            let v: serde_json::Value = serde_json::from_slice(&m.body).unwrap();
+            assert_eq!(v["user"], "alice");
+            break;
+        }
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_expired_and_wrongly_signed_tokens_are_refused() {
+    let server = start(&[
+        "--jwt-secret",
+        SECRET,
+        "--demo-rate",
+        "50",
+        "--anonymous-subscribe",
+        "",
+    ])
+    .await;
+    let addr = server.addr;
+    let mut calm = bystander(addr).await;
+    let expired = token_with(SECRET, json!({"sub": "x", "exp": now() - 600}));
+    let forged = token_with(
+        "another-secret-entirely",
+        json!({"sub": "x", "exp": now() + 600}),
+    );
+    for (headers, detail, reason) in [
+        ("passcode:not.a.jwt\n", "malformed", "auth_malformed"),
+        (&*format!("passcode:{expired}\n"), "expired", "auth_expired"),
+        (
+            &*format!("passcode:{forged}\n"),
+            "signature",
+            "auth_bad_signature",
+        ),
+        ("login:guest\n", "a token is required", "auth_missing"),
+    ] {
+        let mut c = connect_with(addr, headers).await;
+        let e = c.expect_error().await;
+        assert_eq!(e.header("message"), Some("authentication failed"));
+        let body = String::from_utf8_lossy(&e.body);
+        assert!(body.contains(detail), "{headers}: {body}");
+        assert_eq!(errors(addr, reason).await, 1.0, "{reason} counted");
+    }
+    still_receiving(&mut calm).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn permissions_limit_subscribe_and_send() {
+    let server = start(&["--jwt-secret", SECRET, "--demo-rate", "50"]).await;
+    let addr = server.addr;
+    let mut calm = bystander(addr).await;
+    let narrow = token_with(
+        SECRET,
+        json!({"sub": "n", "exp": now() + 600, "subscribe": ["/topic/market/KRW-BTC"], "send": []}),
+    );
+    let mut c = connect_with(addr, &format!("passcode:{narrow}\n")).await;
+    c.expect(Command::Connected).await;
+    c.send("SUBSCRIBE\nid:0\ndestination:/topic/market/KRW-BTC\nreceipt:ok\n\n\0")
+        .await;
+    c.expect_skipping_messages(Command::Receipt).await;
+    c.send("SUBSCRIBE\nid:1\ndestination:/topic/market/KRW-ETH\n\n\0")
+        .await;
+    let e = c.expect_error().await;
+    assert_eq!(e.header("message"), Some("forbidden"));
+    assert!(String::from_utf8_lossy(&e.body).contains("/topic/market/KRW-ETH"));
+
+    let mut c = connect_with(addr, &format!("passcode:{narrow}\n")).await;
+    c.expect(Command::Connected).await;
+    c.send("SEND\ndestination:/app/market/KRW-BTC/chat\n\n{\"text\":\"x\"}\0")
+        .await;
+    assert_eq!(c.expect_error().await.header("message"), Some("forbidden"));
+
+    // Anonymous clients may subscribe to market data but never send.
+    let mut anon = connect_with(addr, "").await;
+    anon.expect(Command::Connected).await;
+    anon.send("SUBSCRIBE\nid:0\ndestination:/topic/market/KRW-XRP\n\n\0")
+        .await;
+    anon.expect(Command::Message).await;
+    anon.send("SEND\ndestination:/app/market/KRW-XRP/chat\n\n{\"text\":\"x\"}\0")
+        .await;
+    let e = anon.expect_error().await;
+    assert_eq!(e.header("message"), Some("forbidden"));
+    assert!(String::from_utf8_lossy(&e.body).contains("token"));
+    assert_eq!(errors(addr, "forbidden").await, 3.0);
+    still_receiving(&mut calm).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_session_ends_when_its_token_expires() {
+    let server = start(&["--jwt-secret", SECRET, "--demo-rate", "0"]).await;
+    let short = token_with(SECRET, json!({"sub": "s", "exp": now() + 2}));
+    let mut c = connect_with(server.addr, &format!("passcode:{short}\n")).await;
+    c.expect(Command::Connected).await;
+    let e = c.expect_error().await;
+    assert_eq!(e.header("message"), Some("token expired"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn public_keys_verify_es256_tokens() {
+    let dir = std::env::temp_dir().join(format!("stompgate-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let private = dir.join("private.pem");
+    let public = dir.join("public.pem");
+    let run = |args: &[&str]| {
+        let ok = std::process::Command::new("openssl")
+            .args(args)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "openssl {args:?}");
+    };
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        private.to_str().unwrap(),
+    ]);
+    run(&[
+        "pkey",
+        "-in",
+        private.to_str().unwrap(),
+        "-pubout",
+        "-out",
+        public.to_str().unwrap(),
+    ]);
+    let server = start(&[
+        "--jwt-public-key",
+        public.to_str().unwrap(),
+        "--demo-rate",
+        "0",
+    ])
+    .await;
+    let key = EncodingKey::from_ec_pem(&std::fs::read(&private).unwrap()).unwrap();
+    let good = encode(
+        &Header::new(Algorithm::ES256),
+        &json!({"sub": "ec-user", "exp": now() + 60}),
+        &key,
+    )
+    .unwrap();
+    let mut c = connect_with(server.addr, &format!("passcode:{good}\n")).await;
+    assert_eq!(
+        c.expect(Command::Connected).await.header("user-name"),
+        Some("ec-user")
+    );
+    // An HS256 token is not accepted where a public key is configured.
+    let mut c = connect_with(server.addr, &format!("passcode:{}\n", token("x"))).await;
+    assert_eq!(
+        c.expect_error().await.header("message"),
+        Some("authentication failed")
+    );
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn foreign_origins_are_refused() {
+    let server = start(&["--demo-rate", "50"]).await;
+    let addr = server.addr;
+    let mut calm = bystander(addr).await;
+    let refused = Client::try_open(
+        addr,
+        "/ws",
+        &["v12.stomp"],
+        &[("Origin", "https://evil.example")],
+        None,
+        None,
+    )
+    .await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403);
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                .into_owned();
+            assert!(body.contains("--allowed-origins"), "{body}");
+        }
+        Err(other) => panic!("expected HTTP 403, got {other}"),
+        Ok(_) => panic!("a foreign origin opened a WebSocket"),
+    }
+    assert_eq!(errors(addr, "origin").await, 1.0);
+    let host = addr.to_string();
+    let same = format!("http://{host}");
+    for origin in ["http://localhost:5173", same.as_str()] {
+        let mut c = Client::try_open(
+            addr,
+            "/ws",
+            &["v12.stomp"],
+            &[("Origin", origin)],
+            None,
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{origin} refused: {e}"));
+        c.send("CONNECT\naccept-version:1.2\nhost:x\n\n\0").await;
+        c.expect(Command::Connected).await;
+    }
+    still_receiving(&mut calm).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn send_rate_limit() {
+    let server = start(&["--demo-rate", "50", "--send-rate", "5", "--send-burst", "5"]).await;
+    let addr = server.addr;
+    let mut calm = Client::connect(addr, "calm").await;
+    calm.send("SUBSCRIBE\nid:0\ndestination:/topic/market/*\n\n\0")
+        .await;
+    let mut c = Client::connect(addr, "spammer").await;
+    for _ in 0..6 {
+        c.send("SEND\ndestination:/app/market/KRW-BTC/chat\n\n{\"text\":\"spam\"}\0")
+            .await;
+    }
+    let e = c.expect_error().await;
+    assert_eq!(e.header("message"), Some("rate limit exceeded"));
+    assert_eq!(errors(addr, "rate_limited").await, 1.0);
+    still_receiving(&mut calm).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_per_address_are_limited() {
+    let server = start(&["--demo-rate", "50", "--max-connections-per-ip", "2"]).await;
+    let addr = server.addr;
+    let here = Some("127.0.0.1".parse().unwrap());
+    let mut first = Client::try_open(addr, "/ws", &["v12.stomp"], &[], None, here)
+        .await
+        .unwrap();
+    first
+        .send("CONNECT\naccept-version:1.2\nhost:x\n\n\0")
+        .await;
+    first.expect(Command::Connected).await;
+    first
+        .send("SUBSCRIBE\nid:0\ndestination:/topic/market/*\n\n\0")
+        .await;
+    let _second = Client::try_open(addr, "/ws", &["v12.stomp"], &[], None, here)
+        .await
+        .unwrap();
+    let mut third = Client::try_open(addr, "/ws", &["v12.stomp"], &[], None, here)
+        .await
+        .unwrap();
+    let e = third.expect_error().await;
+    assert_eq!(
+        e.header("message"),
+        Some("too many connections from your address")
+    );
+    assert!(String::from_utf8_lossy(&e.body).contains("limit: 2"));
+    // Another address is not affected, and neither are the first address's open sessions.
+    let other = Some("127.0.0.2".parse().unwrap());
+    let mut c = Client::try_open(addr, "/ws", &["v12.stomp"], &[], None, other)
+        .await
+        .unwrap();
+    c.send("CONNECT\naccept-version:1.2\nhost:x\n\n\0").await;
+    c.expect(Command::Connected).await;
+    first.expect(Command::Message).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    server.shutdown().await;
+}
