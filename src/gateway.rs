@@ -7,6 +7,7 @@ use crate::bus::local::LocalBus;
 use crate::bus::{Bus, Ingest};
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::ledger::ChatLedger;
 use crate::limits::IpLimiter;
 use crate::metrics::Metrics;
 use crate::route::Router;
@@ -24,6 +25,8 @@ pub struct Gateway {
     pub hub: Arc<Hub>,
     pub bus: Arc<dyn Bus>,
     pub metrics: Arc<Metrics>,
+    /// Authors of recent chat messages.
+    pub ledger: Arc<ChatLedger>,
     /// Who clients are and what they may do.
     pub auth: Auth,
     /// Connections per client address.
@@ -49,10 +52,13 @@ impl Gateway {
         let hub = Arc::new(Hub::new(metrics.clone()));
         let router = Router::defaults(&config.trades_topic, &config.chat_topic);
         let topics = router.topics();
+        let ledger = Arc::new(ChatLedger::default());
         let ingest = Arc::new(Ingest {
             router,
             hub: hub.clone(),
             metrics: metrics.clone(),
+            ledger: ledger.clone(),
+            chat_topic: config.chat_topic.clone(),
         });
         let shutdown = CancellationToken::new();
         let bus: Arc<dyn Bus> = match &config.kafka_brokers {
@@ -86,6 +92,7 @@ impl Gateway {
         Ok(Arc::new(Gateway {
             limits: config.limits(),
             auth,
+            ledger,
             per_ip: IpLimiter::new(config.max_connections_per_ip),
             connections: Arc::new(Semaphore::new(config.max_connections)),
             config,

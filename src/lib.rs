@@ -17,6 +17,7 @@
 //! - [`bus`]: where publications come from and SENDs go: `kafka` or `local`.
 //! - [`route`]: Kafka records to destinations, SEND destinations to topics.
 //! - [`chat`]: the chat record built from a client SEND.
+//! - [`ledger`]: authors of recent chat messages, for modify/delete.
 //! - [`demo`]: the synthetic market feed of the embedded default.
 //! - [`auth`]: JWT on CONNECT and destination permissions.
 //! - [`limits`]: connections per address, SEND rate per session.
@@ -36,6 +37,7 @@ pub mod disconnect;
 pub mod gateway;
 pub mod http;
 pub mod hub;
+pub mod ledger;
 pub mod limits;
 pub mod metrics;
 pub mod origin;

@@ -14,6 +14,7 @@ use crate::clock::now_ms;
 use crate::disconnect::Disconnect;
 use crate::gateway::Gateway;
 use crate::hub::Subscriber;
+use crate::ledger::Ownership;
 use crate::limits::TokenBucket;
 use crate::outbox::{Out, Outbox};
 use crate::route::{SubscribeTarget, chat_market};
@@ -575,6 +576,18 @@ impl Session {
                 Some(&frame),
             )
         })?;
+        if let Some(id) = record.changes_message()
+            && let Ownership::Other(author) = self.gw.ledger.ownership(&id, &self.user)
+        {
+            return Err(self.protocol_error(
+                "forbidden",
+                "forbidden",
+                &format!(
+                    "Message '{id}' was written by {author}; you may change only your own messages."
+                ),
+                Some(&frame),
+            ));
+        }
         if let Some(tx) = frame.header("transaction") {
             let ops = self.transaction(tx, &frame)?;
             ops.push(TxOp::Send(record));

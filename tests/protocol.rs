@@ -114,6 +114,17 @@ async fn chat_is_broadcast_with_identity_stamped_and_receipt() {
     assert_eq!(v["market"], "KRW-ETH");
     let id = v["id"].as_str().unwrap().to_string();
 
+    // Nobody else may change Alice's message.
+    let mut mallory = Client::connect(server.addr, "mallory").await;
+    mallory
+        .send(&format!(
+            "SEND\ndestination:/app/market/KRW-ETH/chat\nevent-type:chat.delete\n\n{{\"id\":\"{id}\"}}\0"
+        ))
+        .await;
+    let e = mallory.expect_error().await;
+    assert_eq!(e.header("message"), Some("forbidden"));
+    assert!(String::from_utf8_lossy(&e.body).contains("alice"));
+
     for (event, body) in [
         (
             "chat.modify",

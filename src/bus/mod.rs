@@ -8,6 +8,7 @@ pub mod kafka;
 pub mod local;
 
 use crate::hub::Hub;
+use crate::ledger::ChatLedger;
 use crate::metrics::Metrics;
 use crate::route::Router;
 use bytes::Bytes;
@@ -44,6 +45,22 @@ pub struct OutboundRecord {
     pub key: String,
     pub headers: Vec<(String, String)>,
     pub value: Bytes,
+}
+
+impl OutboundRecord {
+    /// For a chat.modify or chat.delete record, the id of the message it changes.
+    pub fn changes_message(&self) -> Option<String> {
+        let event = self
+            .headers
+            .iter()
+            .find(|(k, _)| k == "event-type")
+            .map(|(_, v)| v.as_str())?;
+        if event != "chat.modify" && event != "chat.delete" {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&self.value).ok()?;
+        v.get("id")?.as_str().map(str::to_string)
+    }
 }
 
 /// Why a SEND did not reach the bus.
@@ -94,6 +111,9 @@ pub struct Ingest {
     pub router: Router,
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
+    /// Learns chat authors from the chat topic.
+    pub ledger: Arc<ChatLedger>,
+    pub chat_topic: String,
 }
 
 impl Ingest {
@@ -106,6 +126,9 @@ impl Ingest {
                     .publications_in
                     .with_label_values(&[source])
                     .inc();
+                if record.topic == self.chat_topic {
+                    self.ledger.observe(&publication.event_type, &record.value);
+                }
                 self.hub.publish(&publication);
             }
             Err(reason) => {
