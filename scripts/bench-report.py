@@ -17,7 +17,8 @@ NAMES = {
 
 
 def load(path):
-    results, meta, versions, skipped = {}, {}, {}, {}
+    results, meta, versions = {}, {}, {}
+    commands = []
     for line in open(path):
         line = line.strip()
         if not line:
@@ -25,11 +26,15 @@ def load(path):
         r = json.loads(line)
         k = r.get("kind")
         if k == "meta":
+            if meta:
+                commands.append(f"{meta['command']} ({meta.get('start')} → {meta.get('end')})")
             meta = r
         elif k == "version":
             versions[r["name"]] = r["version"]
         elif k in ("result", "error", "skipped"):
             results[(str(r.get("scenario")), r.get("target"))] = r
+    if commands:
+        meta["earlier"] = commands
     return results, meta, versions
 
 
@@ -138,7 +143,12 @@ def main():
              f"{meta.get('load_before', '?')}, after {meta.get('load_after', '?')}; CPU pressure (PSI, share of "
              f"time some task waited for a CPU) before: {meta.get('psi_before', '?')}, after: "
              f"{meta.get('psi_after', '?')}")
-    o.append(f"- Command: `{meta.get('command', 'scripts/bench.sh')}`")
+    if meta.get("earlier"):
+        o.append("- Commands: " + "; then ".join(f"`{c.split(' (')[0]}` ({c.split(' (', 1)[1]}" for c in meta["earlier"])
+                 + f"; then `{meta.get('command')}` ({meta.get('start')} → {meta.get('end')}), which replaced "
+                 "only the cells it ran")
+    else:
+        o.append(f"- Command: `{meta.get('command', 'scripts/bench.sh')}`")
     o.append("- The 2 cores are shared by the server, the load generator and, on the build machines, other "
              "work (compilers of other jobs). Treat differences under ~20% as noise; the load generator's "
              "CPU is reported beside the server's.")

@@ -8,6 +8,7 @@
 #                                         exits non-zero if nothing was delivered or anything lost
 #   options: --targets "stompgate ceiling rabbitmq spring"   --scenarios "1 2 3 4 5 6"
 #            --out FILE (default docs/benchmarks.md)   --k6 (also run k6/*.js; needs k6 on PATH)
+#            --resume: keep target/bench/results.jsonl and replace only the cells run now
 #
 # Every load targets loopback only, every run is bounded by `timeout`, and every server
 # started here (gateway, ceiling, RabbitMQ, Spring, Kafka) is stopped on exit.
@@ -22,6 +23,7 @@ TARGETS="stompgate ceiling rabbitmq spring"
 SCENARIOS="1 2 3 4 5 6"
 OUT="docs/benchmarks.md"
 RUN_K6=0
+RESUME=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE=1 ;;
@@ -29,6 +31,7 @@ while [ $# -gt 0 ]; do
     --scenarios) SCENARIOS="$2"; shift ;;
     --out) OUT="$2"; shift ;;
     --k6) RUN_K6=1 ;;
+    --resume) RESUME=1 ;;
     -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "bench: unknown option $1" >&2; exit 2 ;;
   esac
@@ -39,7 +42,17 @@ STATE="$ROOT/target/bench"
 mkdir -p "$STATE"
 RESULTS="$STATE/results.jsonl"
 LOG="$STATE/bench.log"
-: >"$RESULTS"
+SG_PORT=18181
+CEIL_PORT=18182
+if [ "$SMOKE" = 1 ]; then
+  # The smoke runs from the test command, maybe while a full run is going on: its own
+  # files and ports, so neither disturbs the other's results.
+  RESULTS="$STATE/smoke-results.jsonl"
+  LOG="$STATE/smoke.log"
+  SG_PORT=18191
+  CEIL_PORT=18192
+fi
+if [ "$RESUME" = 0 ] || [ ! -f "$RESULTS" ]; then : >"$RESULTS"; fi
 : >"$LOG"
 export BENCH_STATE_DIR="$STATE"
 
@@ -49,8 +62,6 @@ log() { echo "bench: $*" | tee -a "$LOG" >&2; }
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 FD_LIMIT="$(ulimit -n)"
 
-SG_PORT=18181
-CEIL_PORT=18182
 SPRING_PORT=15675
 SERVER_PID=""
 SERVER_KIND=""
@@ -110,7 +121,10 @@ start_target() { # kind [extra gateway flags...]
   set_templates "$kind"
   case "$kind" in
     stompgate)
-      target/release/stompgate --bind 127.0.0.1 --port "$SG_PORT" --demo-rate 0 "$@" >>"$STATE/stompgate.log" 2>&1 &
+      # The load generator publishes from one connection at thousands of SENDs per second
+      # and spreads its clients over a few addresses: lift the per-client limits.
+      target/release/stompgate --bind 127.0.0.1 --port "$SG_PORT" --demo-rate 0 \
+        --send-rate 0 --max-connections-per-ip 0 "$@" >>"$STATE/stompgate.log" 2>&1 &
       SERVER_PID=$!
       wait_port "$SG_PORT" 60 || { log "stompgate did not start (see $STATE/stompgate.log)"; return 1; } ;;
     ceiling)

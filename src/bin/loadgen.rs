@@ -1256,17 +1256,17 @@ async fn real_main(a: Args) -> i32 {
         ));
     }
     let phase_deadline = t_conn + Duration::from_secs_f64(a.connect_timeout + 1.0);
-    let mut probing = false;
+    if !receipt {
+        // No RECEIPT: each subscriber is confirmed by its first message. Probes flow from
+        // the start (100/s per destination), so one server that never accepts some of the
+        // connections does not hold back the others' confirmation.
+        sh.set_rate_per_dest(100.0);
+    }
     loop {
         let ready = sh.ready.load(Relaxed);
         let failed = sh.failed.load(Relaxed);
         if ready + failed >= n || Instant::now() >= phase_deadline {
             break;
-        }
-        if !receipt && !probing && sh.subscribed_sent.load(Relaxed) + failed >= n {
-            // Every SUBSCRIBE is out; publish probes until each subscriber has a message.
-            sh.set_rate_per_dest(100.0);
-            probing = true;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -1299,6 +1299,7 @@ async fn real_main(a: Args) -> i32 {
         "connect_s": r3(connect_s),
         "connect_per_s": (ready as f64 / connect_s).round(),
         "confirmed_by": if receipt { "receipt" } else { "first-message" },
+        "subscribes_sent": sh.subscribed_sent.load(Relaxed),
     });
     let mut out = base.clone();
     let run = Run {
