@@ -91,9 +91,14 @@ start_spring() {
   local port=${1:-15675}
   install_spring
   # Defaults of Spring Boot and of the JVM; only the port is set.
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    log "port $port is still taken"; return 1
+  fi
   java -jar "$SPRING_JAR" --server.port="$port" >"$STATE/spring.log" 2>&1 &
   echo $! >"$STATE/spring.pid"
   wait_port "$port" 90 || { log "Spring app did not open port $port (see $STATE/spring.log)"; return 1; }
+  sleep 1
+  kill -0 "$(cat "$STATE/spring.pid")" 2>/dev/null || { log "Spring app exited (see $STATE/spring.log)"; return 1; }
   echo "pid $(cat "$STATE/spring.pid") url ws://127.0.0.1:$port/ws"
 }
 
@@ -103,6 +108,7 @@ stop_spring() {
     kill "$p" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$p" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     rm -f "$STATE/spring.pid"
   fi
 }
