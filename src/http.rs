@@ -85,7 +85,7 @@ async fn websocket(
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |socket| async move {
-            let transport = Transport::WebSocket(Box::new(socket));
+            let transport = Transport::websocket(socket);
             let Some(ip_slot) = ip_slot else {
                 crate::session::refuse(gw, transport, Disconnect::TooManyFromAddress).await;
                 return;

@@ -1,6 +1,12 @@
 //! The byte pipes a session runs over: STOMP over WebSocket (text or binary messages; one
 //! message may hold several frames and a frame may span several messages) and STOMP over
 //! raw TCP. The session treats both as a stream of bytes in and batches of frames out.
+//!
+//! Typed sessions: a person at `wscat` sends one WebSocket message per line, without the
+//! newline, and cannot easily type NUL. A WebSocket whose first message is exactly
+//! `CONNECT` or `STOMP` is taken to be typed by hand: each of its text messages is a line
+//! (a newline is appended) and a line ending in `^@` ends the frame (NUL). No STOMP
+//! library sends a lone command as its first message.
 
 use crate::disconnect::Disconnect;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
@@ -10,14 +16,44 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub enum Transport {
-    WebSocket(Box<WebSocket>),
+    WebSocket {
+        ws: Box<WebSocket>,
+        /// Whether a person types the frames line by line (decided by the first message).
+        typed: Option<bool>,
+    },
     Tcp(TcpStream),
 }
 
+/// Appends one text message of a WebSocket to the read buffer, as a line if it is typed.
+fn append_text(buf: &mut BytesMut, text: &str, typed: &mut Option<bool>) {
+    let typed = *typed.get_or_insert_with(|| matches!(text.trim_end(), "CONNECT" | "STOMP"));
+    if !typed {
+        buf.extend_from_slice(text.as_bytes());
+        return;
+    }
+    match text.strip_suffix("^@") {
+        Some(line) => {
+            buf.extend_from_slice(line.as_bytes());
+            buf.extend_from_slice(b"\0\n");
+        }
+        None => {
+            buf.extend_from_slice(text.as_bytes());
+            buf.extend_from_slice(b"\n");
+        }
+    }
+}
+
 impl Transport {
+    pub fn websocket(ws: WebSocket) -> Transport {
+        Transport::WebSocket {
+            ws: Box::new(ws),
+            typed: None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
-            Transport::WebSocket(_) => "ws",
+            Transport::WebSocket { .. } => "ws",
             Transport::Tcp(_) => "tcp",
         }
     }
@@ -26,14 +62,15 @@ impl Transport {
     /// Cancel-safe: nothing is lost if the future is dropped.
     pub async fn recv(&mut self, buf: &mut BytesMut) -> Result<bool, String> {
         match self {
-            Transport::WebSocket(ws) => {
+            Transport::WebSocket { ws, typed } => {
                 match ws.recv().await {
                     None | Some(Ok(Message::Close(_))) => Ok(false),
                     Some(Ok(Message::Text(text))) => {
-                        buf.extend_from_slice(text.as_str().as_bytes());
+                        append_text(buf, text.as_str(), typed);
                         Ok(true)
                     }
                     Some(Ok(Message::Binary(data))) => {
+                        typed.get_or_insert(false);
                         buf.extend_from_slice(&data);
                         Ok(true)
                     }
@@ -58,7 +95,7 @@ impl Transport {
     /// Writes `chunks` (each a WebSocket message, or contiguous bytes on TCP) and flushes once.
     pub async fn send(&mut self, chunks: Vec<Vec<u8>>) -> Result<(), String> {
         match self {
-            Transport::WebSocket(ws) => {
+            Transport::WebSocket { ws, .. } => {
                 for chunk in chunks {
                     let bytes = Bytes::from(chunk);
                     let message = match Utf8Bytes::try_from(bytes.clone()) {
@@ -82,7 +119,7 @@ impl Transport {
     /// (1001 going away on shutdown).
     pub async fn close(&mut self, reason: Disconnect) {
         match self {
-            Transport::WebSocket(ws) => {
+            Transport::WebSocket { ws, .. } => {
                 let code = match reason {
                     Disconnect::ShuttingDown => close_code::AWAY,
                     Disconnect::ClientRequest | Disconnect::TransportClosed => close_code::NORMAL,
@@ -99,5 +136,41 @@ impl Transport {
                 let _ = stream.shutdown().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(messages: &[&str]) -> String {
+        let mut buf = BytesMut::new();
+        let mut typed = None;
+        for m in messages {
+            append_text(&mut buf, m, &mut typed);
+        }
+        String::from_utf8(buf.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn typed_lines_become_frames() {
+        assert_eq!(
+            feed(&["CONNECT", "accept-version:1.2", "", "^@"]),
+            "CONNECT\naccept-version:1.2\n\n\0\n"
+        );
+        assert_eq!(
+            feed(&["STOMP ", "", "^@", "SEND", "destination:/d", "", "hi^@"]),
+            "STOMP \n\n\0\nSEND\ndestination:/d\n\nhi\0\n"
+        );
+    }
+
+    #[test]
+    fn library_messages_pass_unchanged() {
+        let whole = "CONNECT\naccept-version:1.2\n\n\0";
+        assert_eq!(
+            feed(&[whole, "SEND\n\n^@\0"]),
+            format!("{whole}SEND\n\n^@\0")
+        );
+        assert_eq!(feed(&["CONN", "ECT\n\n\0"]), "CONNECT\n\n\0");
     }
 }
