@@ -103,6 +103,8 @@ pub struct Session {
     items: Vec<Out>,
     heartbeat_out: Option<Duration>,
     heartbeat_in: Option<Duration>,
+    /// Timer intervals changed (CONNECT): the loop re-arms its timer.
+    rearm: bool,
     last_read: Instant,
     last_write: Instant,
     opened: Instant,
@@ -149,6 +151,7 @@ impl Session {
             items: Vec::new(),
             heartbeat_out: None,
             heartbeat_in: None,
+            rearm: false,
             last_read: now,
             last_write: now,
             opened: now,
@@ -174,12 +177,22 @@ impl Session {
     }
 
     async fn drive(&mut self, transport: &mut Transport) -> Fatal {
+        // Registered once: a fresh `cancelled()` per iteration would lock the token's
+        // shared waiter list twice per wake-up of every session.
+        let shutdown = self.gw.shutdown.clone().cancelled_owned();
+        tokio::pin!(shutdown);
+        // Activity only moves deadlines later, so the timer is re-armed only when it fires
+        // or CONNECT sets new intervals; firing early is harmless (`on_timer` checks).
         let sleep = tokio::time::sleep_until(self.next_deadline());
         tokio::pin!(sleep);
+        let mut rearm = false;
         loop {
-            sleep.as_mut().reset(self.next_deadline());
+            if rearm || std::mem::take(&mut self.rearm) {
+                sleep.as_mut().reset(self.next_deadline());
+                rearm = false;
+            }
             tokio::select! {
-                _ = self.gw.shutdown.cancelled() => {
+                _ = &mut shutdown => {
                     return Fatal::quiet(Disconnect::ShuttingDown);
                 }
                 _ = self.outbox.ready() => {
@@ -204,6 +217,7 @@ impl Session {
                     }
                 }
                 _ = &mut sleep => {
+                    rearm = true;
                     if let Err(fatal) = self.on_timer() {
                         return fatal;
                     }
@@ -272,15 +286,25 @@ impl Session {
         let chunks = self.encode_items()?;
         let bytes: usize = chunks.iter().map(Vec::len).sum();
         let timeout = Duration::from_millis(self.gw.config.write_timeout_ms);
-        // A write blocked on a full socket gives up when the outbox overflows meanwhile.
-        let outbox = self.outbox.clone();
-        tokio::select! {
-            written = tokio::time::timeout(timeout, transport.send(chunks)) => match written {
-                Err(_) => return Err(self.server_error(Disconnect::WriteTimeout)),
-                Ok(Err(_)) => return Err(Fatal::quiet(Disconnect::TransportClosed)),
-                Ok(Ok(())) => {}
-            },
-            reason = outbox.wait_closed() => return Err(self.server_error(reason)),
+        let send = transport.send(chunks);
+        tokio::pin!(send);
+        // Most writes complete at once; only a write that waits on a full socket arms the
+        // write timeout and watches the outbox, giving up as soon as it overflows.
+        let written = match futures::poll!(send.as_mut()) {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => {
+                let outbox = self.outbox.clone();
+                tokio::select! {
+                    written = tokio::time::timeout(timeout, send) => match written {
+                        Err(_) => return Err(self.server_error(Disconnect::WriteTimeout)),
+                        Ok(r) => r,
+                    },
+                    reason = outbox.wait_closed() => return Err(self.server_error(reason)),
+                }
+            }
+        };
+        if written.is_err() {
+            return Err(Fatal::quiet(Disconnect::TransportClosed));
         }
         self.gw.metrics.bytes_out.inc_by(bytes as u64);
         self.gw.metrics.writes.inc();
@@ -310,9 +334,8 @@ impl Session {
                 Out::Frame(bytes) => cur.extend_from_slice(&bytes),
                 Out::Message { sub, msg } => {
                     // Messages queued before an UNSUBSCRIBE are not delivered after it.
-                    match self.subs.get(&sub.id) {
-                        Some(current) if Arc::ptr_eq(current, &sub) => {}
-                        _ => continue,
+                    if !sub.is_active() {
+                        continue;
                     }
                     cur.extend_from_slice(&sub.prefix);
                     if sub.ack != AckMode::Auto {
@@ -510,6 +533,7 @@ impl Session {
         }
         self.user = identity.user.clone();
         self.identity = Some(identity);
+        self.rearm = true;
         self.version = Some(version);
         self.gw
             .metrics
@@ -738,6 +762,7 @@ impl Session {
                 Some(frame),
             ));
         };
+        sub.deactivate();
         self.gw.hub.unsubscribe(&sub);
         self.unacked.retain(|u| !Arc::ptr_eq(&u.sub, &sub));
         self.receipt(frame);

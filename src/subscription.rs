@@ -3,6 +3,7 @@
 
 use crate::stomp::{Version, escape_into};
 use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The `ack` header of SUBSCRIBE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,8 @@ pub struct Subscription {
     pub ack: AckMode,
     /// `MESSAGE\nsubscription:<id>\n`, escaped for the session's version.
     pub prefix: Bytes,
+    /// Cleared on UNSUBSCRIBE, so messages still queued for it are not delivered.
+    active: AtomicBool,
 }
 
 impl Subscription {
@@ -55,6 +58,15 @@ impl Subscription {
             version,
             ack,
             prefix: Bytes::from(prefix),
+            active: AtomicBool::new(true),
         }
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    pub fn deactivate(&self) {
+        self.active.store(false, Ordering::Relaxed);
     }
 }
