@@ -238,7 +238,7 @@ if has 6 "$SCENARIOS" && has stompgate "$TARGETS"; then
   if [ ! -x scripts/kafka.sh ]; then
     echo '{"kind":"skipped","scenario":"6","target":"stompgate","error":"scripts/kafka.sh is missing"}' >>"$RESULTS"
     log "scenario 6 skipped: scripts/kafka.sh is missing"
-  elif ! SG_HELP="$(target/release/stompgate --help 2>/dev/null)" || [[ "$SG_HELP" != *--kafka-brokers* ]]; then
+  elif SG_HELP="$(target/release/stompgate --help 2>&1)"; [[ "$SG_HELP" != *--kafka-brokers* ]]; then
     echo '{"kind":"skipped","scenario":"6","target":"stompgate","error":"the gateway has no --kafka-brokers flag"}' >>"$RESULTS"
     log "scenario 6 skipped: the gateway has no --kafka-brokers flag"
   else
