@@ -236,10 +236,19 @@ impl Config {
     {
         let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
         let command = Config::command();
-        let matches = command
-            .clone()
-            .try_get_matches_from(&args)
-            .map_err(|e| e.render().to_string())?;
+        let matches = match command.clone().try_get_matches_from(&args) {
+            Ok(m) => m,
+            // --help and --version print to stdout and exit 0, as usual.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+                ) =>
+            {
+                e.exit()
+            }
+            Err(e) => return Err(e.render().to_string()),
+        };
         let mut config = Config::from_arg_matches(&matches).map_err(|e| e.to_string())?;
         if let Some(path) = config.config.clone() {
             let text = std::fs::read_to_string(&path)

@@ -31,7 +31,7 @@ impl Server {
         let http_addr = SocketAddr::new(config.bind, config.port);
         let tcp_port = config.tcp_port;
         let gateway = Gateway::start(config)?;
-        let listener = TcpListener::bind(http_addr).await.map_err(|e| {
+        let listener = listen(http_addr).map_err(|e| {
             format!("cannot listen on {http_addr}: {e}; pick another --port or --bind")
         })?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -40,7 +40,7 @@ impl Server {
         let tcp_addr = match tcp_port {
             Some(port) => {
                 let tcp_bind = SocketAddr::new(http_addr.ip(), port);
-                let tcp = TcpListener::bind(tcp_bind).await.map_err(|e| {
+                let tcp = listen(tcp_bind).map_err(|e| {
                     format!("cannot listen on {tcp_bind} for STOMP over TCP: {e}; pick another --tcp-port")
                 })?;
                 let bound = tcp.local_addr().map_err(|e| e.to_string())?;
@@ -93,6 +93,19 @@ impl Server {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.http).await;
         tracing::info!(all_done, "shutdown complete");
     }
+}
+
+/// A listening socket with a deep accept backlog: in a connect storm the default (1,024)
+/// overflowed and clients waited a second for their SYN to be retransmitted.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 async fn accept_tcp(listener: TcpListener, gw: Arc<Gateway>, stop: CancellationToken) {
