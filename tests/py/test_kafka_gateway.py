@@ -211,7 +211,7 @@ def test_kafka_stop_and_restart_readyz_and_delivery_resume(kafka_factory, gatewa
                                                           stomp_clients):
     k = kafka_factory(brokers=1)
     market = _market()
-    g = gateways("a", k.bootstrap)
+    g = gateways("a", k.bootstrap, "--send-timeout-ms", "2000")
     g.wait_ready()
     c = stomp_clients(g.port, "client")
     c.subscribe(f"/topic/market/{market}")
@@ -221,7 +221,17 @@ def test_kafka_stop_and_restart_readyz_and_delivery_resume(kafka_factory, gatewa
     wait_until(lambda: g.readyz() == 503, 60, "/readyz 503 while Kafka is down")
     assert g.alive(), "the gateway must not exit when Kafka goes away"
     assert g.get("/healthz")[0] == 200
-    time.sleep(3)
+    # A SEND the broker cannot acknowledge gets an ERROR carrying its receipt-id, never a RECEIPT.
+    sender = stomp_clients(g.port, "sender")
+    rid = f"r-{uuid.uuid4()}"
+    sender.send(f"/app/market/{market}/chat", json.dumps({"text": "into the void"}),
+                headers={"receipt": rid})
+    wait_until(lambda: sender.errors, 15, "an ERROR for the unacknowledged SEND")
+    headers, body = sender.errors[0]
+    assert headers.get("receipt-id") == rid, headers
+    assert headers["message"] == "send failed"
+    assert rid not in sender.receipts
+    time.sleep(1)
     assert g.alive() and g.readyz() == 503
 
     k.start()  # same folder: same ports, same data
@@ -282,3 +292,20 @@ def test_three_brokers_one_stopped_stream_continues(kafka_factory, gateways, sto
         return not missing
     wait_until(all_there, 60, "every record produced across the broker stop to arrive")
     assert g.readyz() == 200, "two of three brokers up: the gateway stays ready"
+
+
+def test_gateway_started_before_kafka_connects_when_it_comes(kafka_factory, gateways,
+                                                             stomp_clients):
+    k = kafka_factory(brokers=1)
+    market = _market()
+    k.stop()
+    g = gateways("early", k.bootstrap)
+    assert g.get("/healthz")[0] == 200, "the gateway serves while Kafka is down"
+    time.sleep(2)
+    assert g.readyz() == 503
+    c = stomp_clients(g.port, "client")
+    c.subscribe(f"/topic/market/{market}")
+    k.start()
+    wait_until(lambda: g.readyz() == 200, 90, "/readyz 200 once Kafka is up")
+    await_flow(k, market, [c], timeout=90)
+    assert c.disconnects == 0
