@@ -55,6 +55,19 @@ pub struct Config {
     )]
     pub kafka_group_prefix: String,
 
+    /// librdkafka settings for both the consumer and the producer, `key=value`, repeatable
+    /// (e.g. `security.protocol=SASL_SSL`, `sasl.mechanisms=PLAIN`).
+    #[arg(long = "kafka-config", env = "STOMPGATE_KAFKA_CONFIG", value_delimiter = ',', value_parser = key_value)]
+    pub kafka_config: Vec<(String, String)>,
+
+    /// librdkafka settings for the consumer only, `key=value`, repeatable.
+    #[arg(long = "kafka-consumer-config", env = "STOMPGATE_KAFKA_CONSUMER_CONFIG", value_delimiter = ',', value_parser = key_value)]
+    pub kafka_consumer_config: Vec<(String, String)>,
+
+    /// librdkafka settings for the producer only, `key=value`, repeatable.
+    #[arg(long = "kafka-producer-config", env = "STOMPGATE_KAFKA_PRODUCER_CONFIG", value_delimiter = ',', value_parser = key_value)]
+    pub kafka_producer_config: Vec<(String, String)>,
+
     /// Kafka topic of exchange trades (event-type `trade`).
     #[arg(long, env = "STOMPGATE_TRADES_TOPIC", default_value = "trades")]
     pub trades_topic: String,
@@ -219,6 +232,14 @@ pub struct Config {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "STOMPGATE_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
+}
+
+/// Parses `key=value`.
+fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("'{text}' is not key=value")),
+    }
 }
 
 impl Config {
@@ -414,6 +435,18 @@ mod tests {
         assert!(e.contains("--outbox-bytes"), "{e}");
         let e = Config::load(["stompgate", "--demo-markets", "bad id"]).unwrap_err();
         assert!(e.contains("--demo-markets"), "{e}");
+        let e = Config::load(["stompgate", "--kafka-config", "novalue"]).unwrap_err();
+        assert!(e.contains("--kafka-config") && e.contains("key=value"), "{e}");
+        let c = Config::load([
+            "stompgate",
+            "--kafka-config",
+            "security.protocol=SASL_SSL,sasl.mechanisms=PLAIN",
+            "--kafka-producer-config",
+            "linger.ms=0",
+        ])
+        .unwrap();
+        assert_eq!(c.kafka_config.len(), 2);
+        assert_eq!(c.kafka_producer_config, [("linger.ms".into(), "0".into())]);
         let e = Config::load(["stompgate", "--config", "/nonexistent.toml"]).unwrap_err();
         assert!(e.contains("cannot read"), "{e}");
     }

@@ -69,6 +69,16 @@ impl Gateway {
                         group_prefix: config.kafka_group_prefix.clone(),
                         topics,
                         send_timeout: Duration::from_millis(config.send_timeout_ms),
+                        consumer_config: [
+                            &config.kafka_config[..],
+                            &config.kafka_consumer_config[..],
+                        ]
+                        .concat(),
+                        producer_config: [
+                            &config.kafka_config[..],
+                            &config.kafka_producer_config[..],
+                        ]
+                        .concat(),
                     },
                     ingest,
                     metrics.clone(),

@@ -24,6 +24,15 @@ pub struct KafkaSettings {
     pub group_prefix: String,
     pub topics: Vec<String>,
     pub send_timeout: Duration,
+    /// librdkafka settings applied over the gateway's own, consumer and producer.
+    pub consumer_config: Vec<(String, String)>,
+    pub producer_config: Vec<(String, String)>,
+}
+
+fn apply(config: &mut ClientConfig, settings: &[(String, String)]) {
+    for (k, v) in settings {
+        config.set(k, v);
+    }
 }
 
 /// Routes librdkafka's logs and statistics into tracing and metrics.
@@ -89,7 +98,8 @@ impl KafkaBus {
         shutdown: CancellationToken,
     ) -> Result<KafkaBus, KafkaError> {
         let group_id = unique_group_id(&settings.group_prefix);
-        let consumer: StreamConsumer<GatewayContext> = ClientConfig::new()
+        let mut consumer_config = ClientConfig::new();
+        consumer_config
             .set("bootstrap.servers", &settings.brokers)
             .set("group.id", &group_id)
             .set("auto.offset.reset", "latest")
@@ -99,14 +109,17 @@ impl KafkaBus {
             .set("fetch.wait.max.ms", "10")
             .set("socket.nagle.disable", "true")
             .set("reconnect.backoff.max.ms", "2000")
-            .set_log_level(RDKafkaLogLevel::Warning)
-            .create_with_context(GatewayContext {
+            .set_log_level(RDKafkaLogLevel::Warning);
+        apply(&mut consumer_config, &settings.consumer_config);
+        let consumer: StreamConsumer<GatewayContext> =
+            consumer_config.create_with_context(GatewayContext {
                 metrics: metrics.clone(),
             })?;
         let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
 
-        let producer: FutureProducer<GatewayContext> = ClientConfig::new()
+        let mut producer_config = ClientConfig::new();
+        producer_config
             .set("bootstrap.servers", &settings.brokers)
             .set("acks", "all")
             .set("enable.idempotence", "true")
@@ -117,8 +130,10 @@ impl KafkaBus {
                 settings.send_timeout.as_millis().to_string(),
             )
             .set("reconnect.backoff.max.ms", "2000")
-            .set_log_level(RDKafkaLogLevel::Warning)
-            .create_with_context(GatewayContext {
+            .set_log_level(RDKafkaLogLevel::Warning);
+        apply(&mut producer_config, &settings.producer_config);
+        let producer: FutureProducer<GatewayContext> =
+            producer_config.create_with_context(GatewayContext {
                 metrics: metrics.clone(),
             })?;
 
