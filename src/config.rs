@@ -436,7 +436,10 @@ mod tests {
         let e = Config::load(["stompgate", "--demo-markets", "bad id"]).unwrap_err();
         assert!(e.contains("--demo-markets"), "{e}");
         let e = Config::load(["stompgate", "--kafka-config", "novalue"]).unwrap_err();
-        assert!(e.contains("--kafka-config") && e.contains("key=value"), "{e}");
+        assert!(
+            e.contains("--kafka-config") && e.contains("key=value"),
+            "{e}"
+        );
         let c = Config::load([
             "stompgate",
             "--kafka-config",
