@@ -31,6 +31,14 @@ struct ChatValue<'a> {
     ts: i64,
 }
 
+/// The record for a chat SEND, and which message it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatRecord {
+    pub record: OutboundRecord,
+    /// For chat.modify and chat.delete: the id of the message changed.
+    pub changes: Option<String>,
+}
+
 /// Builds the chat record for a SEND. `body` is JSON (`{"text":..}`, `{"id":..,"text":..}`,
 /// `{"id":..}`) or, for chat.send, plain text.
 pub fn chat_record(
@@ -40,7 +48,7 @@ pub fn chat_record(
     body: &[u8],
     user: &str,
     now_ms: i64,
-) -> Result<OutboundRecord, ChatError> {
+) -> Result<ChatRecord, ChatError> {
     let event = event_type.unwrap_or("chat.send");
     let (event, needs_id, needs_text) = match event {
         "chat.send" => ("chat.send", false, true),
@@ -77,13 +85,17 @@ pub fn chat_record(
         text: if event == "chat.delete" { "" } else { &text },
         ts: now_ms,
     };
-    Ok(OutboundRecord {
+    let record = OutboundRecord {
         topic: topic.to_string(),
         key: market.to_string(),
         headers: vec![("event-type".into(), event.into())],
         value: serde_json::to_vec(&value)
             .expect("chat value serializes")
             .into(),
+    };
+    Ok(ChatRecord {
+        record,
+        changes: needs_id.then_some(id),
     })
 }
 
@@ -105,7 +117,8 @@ mod tests {
             "alice",
             7,
         )
-        .unwrap();
+        .unwrap()
+        .record;
         let v = value(&r);
         assert_eq!(r.key, "KRW-BTC");
         assert_eq!(r.headers, vec![("event-type".into(), "chat.send".into())]);
@@ -118,7 +131,9 @@ mod tests {
 
     #[test]
     fn plain_text_is_a_send() {
-        let r = chat_record("chat", "M", None, b"hello there", "bob", 1).unwrap();
+        let r = chat_record("chat", "M", None, b"hello there", "bob", 1)
+            .unwrap()
+            .record;
         assert_eq!(value(&r)["text"], "hello there");
     }
 
@@ -128,7 +143,10 @@ mod tests {
             chat_record("chat", "M", Some("chat.modify"), br#"{"text":"x"}"#, "u", 1),
             Err(ChatError::MissingId("chat.modify"))
         );
-        let r = chat_record("chat", "M", Some("chat.delete"), br#"{"id":"abc"}"#, "u", 1).unwrap();
+        let chat =
+            chat_record("chat", "M", Some("chat.delete"), br#"{"id":"abc"}"#, "u", 1).unwrap();
+        assert_eq!(chat.changes.as_deref(), Some("abc"));
+        let r = chat.record;
         assert_eq!(value(&r)["id"], "abc");
         assert_eq!(value(&r)["text"], "");
         assert_eq!(r.headers[0].1, "chat.delete");

@@ -603,7 +603,7 @@ impl Session {
                 Some(&frame),
             )
         })?;
-        let record = chat_record(
+        let chat = chat_record(
             &self.gw.config.chat_topic,
             market,
             frame.header("event-type"),
@@ -619,8 +619,8 @@ impl Session {
                 Some(&frame),
             )
         })?;
-        if let Some(id) = record.changes_message()
-            && let Ownership::Other(author) = self.gw.ledger.ownership(&id, &self.user)
+        if let Some(id) = &chat.changes
+            && let Ownership::Other(author) = self.gw.ledger.ownership(id, &self.user)
         {
             return Err(self.protocol_error(
                 "forbidden",
@@ -631,6 +631,7 @@ impl Session {
                 Some(&frame),
             ));
         }
+        let record = chat.record;
         if let Some(tx) = frame.header("transaction") {
             let ops = self.transaction(tx, &frame)?;
             ops.push(TxOp::Send(record));

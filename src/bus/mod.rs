@@ -47,22 +47,6 @@ pub struct OutboundRecord {
     pub value: Bytes,
 }
 
-impl OutboundRecord {
-    /// For a chat.modify or chat.delete record, the id of the message it changes.
-    pub fn changes_message(&self) -> Option<String> {
-        let event = self
-            .headers
-            .iter()
-            .find(|(k, _)| k == "event-type")
-            .map(|(_, v)| v.as_str())?;
-        if event != "chat.modify" && event != "chat.delete" {
-            return None;
-        }
-        let v: serde_json::Value = serde_json::from_slice(&self.value).ok()?;
-        v.get("id")?.as_str().map(str::to_string)
-    }
-}
-
 /// Why a SEND did not reach the bus.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SendError {
