@@ -187,10 +187,6 @@ impl Auth {
         })
     }
 
-    pub fn enabled(&self) -> bool {
-        self.key.is_some()
-    }
-
     /// Decides who the client is. `token` is the JWT if the client gave one; `login` the
     /// CONNECT `login` header (used as the name only when auth is off).
     pub fn authenticate(

@@ -243,11 +243,6 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 }
 
 impl Config {
-    /// The configuration with every default, as tests and embedders start from.
-    pub fn defaults() -> Config {
-        Config::parse_from(["stompgate"])
-    }
-
     /// Parses flags and environment, then fills what neither set from the `--config` TOML
     /// file; validates the result. Errors say which setting and why.
     pub fn load<I, T>(args: I) -> Result<Config, String>

@@ -39,10 +39,6 @@ impl IpLimiter {
             ip,
         })
     }
-
-    pub fn max(&self) -> usize {
-        self.max
-    }
 }
 
 impl Drop for IpSlot {

@@ -158,11 +158,6 @@ impl Outbox {
         self.inner.lock().expect("outbox lock poisoned").closed
     }
 
-    /// Bytes queued now.
-    pub fn queued_bytes(&self) -> usize {
-        self.inner.lock().expect("outbox lock poisoned").bytes
-    }
-
     /// Resolves once the outbox is closed.
     pub async fn wait_closed(&self) -> Disconnect {
         loop {
