@@ -10,6 +10,7 @@
 import ws from 'k6/ws';
 import { check } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
+import { connectFrame } from './stomp.js';
 
 const URL = __ENV.URL || 'ws://127.0.0.1:8080/ws';
 const VUS = parseInt(__ENV.VUS || '500', 10);
@@ -28,13 +29,6 @@ export const options = {
 
 const connectSubscribe = new Trend('stomp_connect_subscribe_ms', true);
 const errors = new Counter('stomp_errors');
-
-function connectFrame() {
-  let f = 'CONNECT\naccept-version:1.2,1.1,1.0\nhost:/\nheart-beat:0,0\n';
-  if (__ENV.LOGIN) f += `login:${__ENV.LOGIN}\n`;
-  if (__ENV.PASSCODE) f += `passcode:${__ENV.PASSCODE}\n`;
-  return f + '\n\0';
-}
 
 export default function () {
   const t0 = Date.now();

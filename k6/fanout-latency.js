@@ -12,6 +12,7 @@
 // SUB_DEST, SEND_DEST, LOGIN, PASSCODE.
 import ws from 'k6/ws';
 import { Counter, Trend } from 'k6/metrics';
+import { connectFrame } from './stomp.js';
 
 const URL = __ENV.URL || 'ws://127.0.0.1:8080/ws';
 const VUS = parseInt(__ENV.VUS || '200', 10);
@@ -45,13 +46,6 @@ const latency = new Trend('stomp_e2e_latency_ms', true);
 const received = new Counter('stomp_messages_received');
 const sent = new Counter('stomp_messages_sent');
 const errors = new Counter('stomp_errors');
-
-function connectFrame() {
-  let f = 'CONNECT\naccept-version:1.2,1.1,1.0\nhost:/\nheart-beat:0,0\n';
-  if (__ENV.LOGIN) f += `login:${__ENV.LOGIN}\n`;
-  if (__ENV.PASSCODE) f += `passcode:${__ENV.PASSCODE}\n`;
-  return f + '\n\0';
-}
 
 const TOKEN = /@@k6:(\d+)@@/g;
 
