@@ -25,6 +25,17 @@ def _by_trade_id(tid):
     return lambda h, b: b.get("trade_id") == tid
 
 
+def _produce_and_expect(kafka, market, clients, label, count=5):
+    """Produce `count` trades and wait until every client has received each of them."""
+    recs = [trade(market, f"{label}-{i}-{uuid.uuid4()}") for i in range(count)]
+    for rec in recs:
+        kafka.produce("trades", market, rec)
+    for c in clients:
+        for rec in recs:
+            c.wait_for(_by_trade_id(rec["trade_id"]), timeout=15,
+                       what=f"{rec['trade_id']} on {c.name}")
+
+
 def test_trade_record_reaches_subscribers_on_two_replicas(kafka, gateways, stomp_clients):
     market = _market()
     a = gateways("a", kafka.bootstrap)
@@ -166,13 +177,7 @@ def test_two_replicas_behind_nginx_survive_one_replica_stopping(
         assert na + nb == len(clients), (na, nb)
 
         await_flow(kafka, market, clients)
-        first = [trade(market, f"before-{i}-{uuid.uuid4()}") for i in range(5)]
-        for rec in first:
-            kafka.produce("trades", market, rec)
-        for c in clients:
-            for rec in first:
-                c.wait_for(_by_trade_id(rec["trade_id"]), timeout=15,
-                           what=f"{rec['trade_id']} on {c.name}")
+        _produce_and_expect(kafka, market, clients, "before")
 
         on_a = na
         a.terminate()
@@ -195,13 +200,7 @@ def test_two_replicas_behind_nginx_survive_one_replica_stopping(
         assert b.stats()["connections"] == len(clients)
 
         await_flow(kafka, market, clients)
-        after = [trade(market, f"after-{i}-{uuid.uuid4()}") for i in range(5)]
-        for rec in after:
-            kafka.produce("trades", market, rec)
-        for c in clients:
-            for rec in after:
-                c.wait_for(_by_trade_id(rec["trade_id"]), timeout=15,
-                           what=f"{rec['trade_id']} on {c.name} after failover")
+        _produce_and_expect(kafka, market, clients, "after-failover")
     finally:
         for c in clients:
             c.close()
