@@ -1,21 +1,13 @@
 //! Gateway configuration: command-line flags, each with an environment variable and a
 //! documented default. `stompgate --help` lists them all.
 
+use crate::hub::outbox::SlowConsumerPolicy;
+use crate::session::SessionSettings;
 use crate::stomp::Limits;
-use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// What to do with a client whose outbox passes its byte bound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SlowConsumerPolicy {
-    /// Send ERROR "slow consumer" and close the connection.
-    Disconnect,
-    /// Keep only the newest trade per destination while the client is behind; anything that
-    /// cannot be conflated (chat) still disconnects.
-    Conflate,
-}
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -117,6 +109,27 @@ pub struct Config {
     /// Maximum subscriptions per session.
     #[arg(long, env = "STOMPGATE_MAX_SUBSCRIPTIONS", default_value_t = 256)]
     pub max_subscriptions: usize,
+
+    /// Total bytes of subscription ids and destinations one session may hold.
+    #[arg(long, env = "STOMPGATE_MAX_SUBSCRIPTION_BYTES", default_value_t = 16 * 1024)]
+    pub max_subscription_bytes: usize,
+
+    /// Open transactions per session.
+    #[arg(long, env = "STOMPGATE_MAX_TRANSACTIONS", default_value_t = 16)]
+    pub max_transactions: usize,
+
+    /// Operations (SEND, ACK, NACK) one transaction may stage.
+    #[arg(long, env = "STOMPGATE_MAX_TRANSACTION_OPS", default_value_t = 1000)]
+    pub max_transaction_ops: usize,
+
+    /// Bytes one transaction may stage (records of its SENDs, ids of its ACKs).
+    #[arg(long, env = "STOMPGATE_MAX_TRANSACTION_BYTES", default_value_t = 1024 * 1024)]
+    pub max_transaction_bytes: usize,
+
+    /// Largest WebSocket message (or TCP write) built from a batch of frames, in bytes; a
+    /// single larger frame goes alone. Bounds the write buffers a burst leaves behind.
+    #[arg(long, env = "STOMPGATE_MAX_WRITE_BYTES", default_value_t = 64 * 1024)]
+    pub max_write_bytes: usize,
 
     /// Largest frame body accepted from a client, in bytes.
     #[arg(long, env = "STOMPGATE_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
@@ -244,7 +257,7 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 
 impl Config {
     /// Parses flags and environment, then fills what neither set from the `--config` TOML
-    /// file; validates the result. Errors say which setting and why.
+    /// file. Errors say which setting and why; `validate` (run by the gateway) checks the rest.
     pub fn load<I, T>(args: I) -> Result<Config, String>
     where
         I: IntoIterator<Item = T>,
@@ -309,11 +322,10 @@ impl Config {
                 .map_err(|e| format!("--config {}: {}", path.display(), e.render()))?;
             config = Config::from_arg_matches(&matches).map_err(|e| e.to_string())?;
         }
-        config.validate()?;
         Ok(config)
     }
 
-    pub fn limits(&self) -> Limits {
+    pub fn frame_limits(&self) -> Limits {
         Limits {
             max_body_bytes: self.max_body_bytes,
             max_headers: self.max_headers,
@@ -321,8 +333,27 @@ impl Config {
         }
     }
 
-    pub fn heartbeat(&self) -> Duration {
-        Duration::from_millis(self.heartbeat_ms)
+    /// What a session reads of the configuration.
+    pub fn session_settings(&self) -> SessionSettings {
+        SessionSettings {
+            frame_limits: self.frame_limits(),
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            heartbeat_ms: self.heartbeat_ms,
+            write_timeout: Duration::from_millis(self.write_timeout_ms),
+            ws_batch: self.ws_batch,
+            max_write_bytes: self.max_write_bytes,
+            outbox_bytes: self.outbox_bytes,
+            slow_consumer: self.slow_consumer,
+            max_subscriptions: self.max_subscriptions,
+            max_subscription_bytes: self.max_subscription_bytes,
+            max_pending_acks: self.max_pending_acks,
+            max_transactions: self.max_transactions,
+            max_transaction_ops: self.max_transaction_ops,
+            max_transaction_bytes: self.max_transaction_bytes,
+            send_rate: self.send_rate,
+            send_burst: self.send_burst,
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+        }
     }
 
     /// Checks settings that clap's types cannot; the message names the setting and why.
@@ -342,11 +373,17 @@ impl Config {
         if !(self.send_rate >= 0.0 && self.send_burst >= 1.0) {
             return Err("--send-rate must be >= 0 and --send-burst >= 1".into());
         }
+        if self.max_write_bytes < 1024 {
+            return Err(format!(
+                "--max-write-bytes {} is too small: at least 1024",
+                self.max_write_bytes
+            ));
+        }
         if self.max_connections == 0 {
             return Err("--max-connections must be at least 1".into());
         }
         for m in &self.demo_markets {
-            if !crate::route::valid_market_id(m) {
+            if !crate::destination::valid_market_id(m) {
                 return Err(format!(
                     "--demo-markets: '{m}' is not a valid market id (letters, digits, '-', '_', '.'; at most 64)"
                 ));
@@ -426,9 +463,13 @@ mod tests {
         let f = file("port = \"eighty\"\n");
         let e = Config::load(["stompgate", &f.arg()]).unwrap_err();
         assert!(e.contains("--port"), "{e}");
-        let e = Config::load(["stompgate", "--outbox-bytes", "10"]).unwrap_err();
+        let invalid = |args: &[&str]| {
+            let c = Config::load(["stompgate"].iter().chain(args)).unwrap();
+            c.validate().unwrap_err()
+        };
+        let e = invalid(&["--outbox-bytes", "10"]);
         assert!(e.contains("--outbox-bytes"), "{e}");
-        let e = Config::load(["stompgate", "--demo-markets", "bad id"]).unwrap_err();
+        let e = invalid(&["--demo-markets", "bad id"]);
         assert!(e.contains("--demo-markets"), "{e}");
         let e = Config::load(["stompgate", "--kafka-config", "novalue"]).unwrap_err();
         assert!(

@@ -1,66 +1,59 @@
-//! The gateway's shared state behind one cheap, cloneable handle: configuration, hub, bus,
-//! metrics, connection limit and the shutdown signal.
+//! The wiring: builds the hub, the chat service, ingest, the bus (Kafka when configured, else
+//! the local bus and the demo feed) and the session context, and holds what the listeners
+//! need (connection limits, readiness, the session tracker).
 
 use crate::auth::Auth;
 use crate::bus::kafka::{KafkaBus, KafkaSettings};
 use crate::bus::local::LocalBus;
-use crate::bus::{Bus, Ingest};
+use crate::bus::{Bus, RecordSink};
+use crate::chat::Chat;
 use crate::config::Config;
 use crate::hub::Hub;
-use crate::ledger::ChatLedger;
+use crate::ingest::Ingest;
 use crate::limits::IpLimiter;
 use crate::metrics::Metrics;
 use crate::route::Router;
-use crate::stomp::Limits;
+use crate::session::SessionContext;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub struct Gateway {
     pub config: Config,
-    pub limits: Limits,
+    /// What every session may touch (hub, bus, chat, auth, metrics, shutdown, settings).
+    pub sessions_cx: Arc<SessionContext>,
     pub hub: Arc<Hub>,
     pub bus: Arc<dyn Bus>,
     pub metrics: Arc<Metrics>,
-    /// Authors of recent chat messages.
-    pub ledger: Arc<ChatLedger>,
-    /// Who clients are and what they may do.
-    pub auth: Auth,
     /// Connections per client address.
     pub per_ip: Arc<IpLimiter>,
     /// Permits for open connections (WebSocket and TCP together).
     pub connections: Arc<Semaphore>,
-    /// Cancelled when shutdown begins: sessions say goodbye and drain.
-    pub shutdown: CancellationToken,
     /// Session tasks, awaited on shutdown.
     pub sessions: TaskTracker,
     draining: AtomicBool,
-    next_session: AtomicU64,
     started: Instant,
 }
 
 impl Gateway {
-    /// Builds the gateway and starts its bus (Kafka when configured, else the local bus and
-    /// the demo feed). Must run inside a tokio runtime.
+    /// Builds the gateway and starts its bus. Must run inside a tokio runtime.
     pub fn start(config: Config) -> Result<Arc<Gateway>, String> {
         config.validate()?;
         let auth = Auth::new(&config.auth()?)?;
         let metrics = Arc::new(Metrics::new());
         let hub = Arc::new(Hub::new(metrics.clone()));
+        let chat = Arc::new(Chat::new(&config.chat_topic));
         let router = Router::defaults(&config.trades_topic, &config.chat_topic);
         let topics = router.topics();
-        let ledger = Arc::new(ChatLedger::default());
-        let ingest = Arc::new(Ingest {
+        let ingest: Arc<dyn RecordSink> = Arc::new(Ingest {
             router,
             hub: hub.clone(),
+            chat: chat.clone(),
             metrics: metrics.clone(),
-            ledger: ledger.clone(),
-            chat_topic: config.chat_topic.clone(),
         });
-        let shutdown = CancellationToken::new();
+        let shutdown = tokio_util::sync::CancellationToken::new();
         let bus: Arc<dyn Bus> = match &config.kafka_brokers {
             Some(brokers) => Arc::new(
                 KafkaBus::start(
@@ -99,31 +92,32 @@ impl Gateway {
                 shutdown.clone(),
             ));
         }
-        Ok(Arc::new(Gateway {
-            limits: config.limits(),
+        let sessions_cx = Arc::new(SessionContext::new(
+            hub.clone(),
+            bus.clone(),
+            chat,
             auth,
-            ledger,
+            metrics.clone(),
+            shutdown,
+            config.session_settings(),
+        ));
+        Ok(Arc::new(Gateway {
             per_ip: IpLimiter::new(config.max_connections_per_ip),
             connections: Arc::new(Semaphore::new(config.max_connections)),
             config,
+            sessions_cx,
             hub,
             bus,
             metrics,
-            shutdown,
             sessions: TaskTracker::new(),
             draining: AtomicBool::new(false),
-            next_session: AtomicU64::new(1),
             started: Instant::now(),
         }))
     }
 
-    pub fn next_session_id(&self) -> u64 {
-        self.next_session.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Ready to serve: the bus is connected and shutdown has not begun.
-    pub fn ready(&self) -> bool {
-        !self.draining.load(Ordering::Relaxed) && self.bus.ready()
+    /// Serving: the bus is connected and shutdown has not begun.
+    pub fn serving(&self) -> bool {
+        !self.draining() && self.bus.ready()
     }
 
     /// First step of shutdown: stop reporting ready.
@@ -133,6 +127,11 @@ impl Gateway {
 
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Tells every session to say goodbye and drain.
+    pub fn close_sessions(&self) {
+        self.sessions_cx.shutdown.cancel();
     }
 
     pub fn uptime(&self) -> Duration {

@@ -78,7 +78,7 @@ async fn websocket(
         .or_else(|| query_param(uri.query(), "access_token"));
     let ip_slot = gw.per_ip.acquire(client_ip);
     let permit = gw.connections.clone().try_acquire_owned().ok();
-    let max_message = gw.limits.max_body_bytes * 2 + 64 * 1024;
+    let max_message = gw.config.max_body_bytes * 2 + 64 * 1024;
     // A 1 KiB read buffer (tungstenite's default is 128 KiB): clients send little, and it
     // grows to fit a larger message when one comes. 10.0 -> 7.0 KB RSS per idle connection
     // at 19,000 connections (loadgen --mode idle).
@@ -90,15 +90,15 @@ async fn websocket(
         .on_upgrade(move |socket| async move {
             let transport = Transport::websocket(socket);
             let Some(ip_slot) = ip_slot else {
-                crate::session::refuse(gw, transport, Disconnect::TooManyFromAddress).await;
+                crate::server::refuse(gw, transport, Disconnect::TooManyFromAddress).await;
                 return;
             };
             let Some(permit) = permit else {
-                crate::session::refuse(gw, transport, Disconnect::ServerFull).await;
+                crate::server::refuse(gw, transport, Disconnect::ServerFull).await;
                 return;
             };
             let peer = SocketAddr::new(client_ip, peer.port());
-            let session = Session::new(gw.clone(), peer, "ws", token);
+            let session = Session::new(gw.sessions_cx.clone(), peer, token);
             gw.sessions.track_future(session.run(transport)).await;
             drop((permit, ip_slot));
         })
@@ -136,7 +136,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
-    if gw.ready() {
+    if gw.serving() {
         (StatusCode::OK, "ready\n").into_response()
     } else if gw.draining() {
         (
@@ -176,7 +176,7 @@ async fn stats(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
         "messages_out": m.messages_out.get(),
         "publications_in": publications,
         "bus": gw.bus.name(),
-        "ready": gw.ready(),
+        "ready": gw.serving(),
         "group_id": gw.bus.group_id(),
         "uptime_s": gw.uptime().as_secs(),
     }))

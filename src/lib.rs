@@ -7,24 +7,34 @@
 //!
 //! # Layout
 //!
+//! Wire:
 //! - [`stomp`]: frames, the incremental parser, the encoder and header escaping.
-//! - [`session`]: one connection's STOMP state machine and the loop that drives it.
+//! - [`destination`]: the one destination grammar (markets, wildcards, chat SENDs).
+//!
+//! Connection:
+//! - [`session`]: one connection: the STOMP state machine (`protocol`) and the task that
+//!   drives it over a transport (`driver`), with acks, transactions and MESSAGE assembly.
 //! - [`transport`]: WebSocket and raw TCP byte pipes under a session.
-//! - [`outbox`]: a session's outbound queue, bounded in bytes, never awaited by publishers.
-//! - [`subscription`]: one SUBSCRIBE, with its ack mode and pre-encoded MESSAGE start.
-//! - [`hub`]: destinations to subscribers; publish encodes once and fans out.
-//! - [`publication`]: an event for a destination and its shared encoding.
-//! - [`bus`]: where publications come from and SENDs go: `kafka` or `local`.
-//! - [`route`]: Kafka records to destinations, SEND destinations to topics.
-//! - [`chat`]: the chat record built from a client SEND.
-//! - [`ledger`]: authors of recent chat messages, for modify/delete.
-//! - [`demo`]: the synthetic market feed of the embedded default.
 //! - [`auth`]: JWT on CONNECT and destination permissions.
-//! - [`limits`]: connections per address, SEND rate per session.
+//! - [`limits`]: connections per client address.
 //! - [`origin`]: the WebSocket Origin check.
+//!
+//! Fan-out:
+//! - [`hub`]: destinations to subscribers; publish encodes once and fans out to bounded
+//!   outboxes (`hub::outbox`, `hub::subscription`, `hub::publication`).
+//!
+//! Sources:
+//! - [`bus`]: where records come from and SENDs go: `kafka` or `local`, behind `Bus` and
+//!   `RecordSink`.
+//! - [`ingest`]: record -> route -> chat -> hub (the bus's `RecordSink`).
+//! - [`route`]: Kafka records to destinations.
+//! - [`chat`]: chat records built by the gateway, and who owns which message.
+//! - [`demo`]: the synthetic market feed of the embedded default.
+//!
+//! Process:
 //! - [`http`]: the axum router: `/ws`, health, readiness, metrics, stats, dashboard.
-//! - [`server`]: listeners and graceful shutdown.
-//! - [`gateway`]: the shared state handle.
+//! - [`server`]: listeners, refusals and graceful shutdown.
+//! - [`gateway`]: the wiring of all of the above.
 //! - [`config`], [`metrics`], [`disconnect`], [`clock`]: as named.
 
 pub mod auth;
@@ -33,19 +43,17 @@ pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod destination;
 pub mod disconnect;
 pub mod gateway;
 pub mod http;
 pub mod hub;
-pub mod ledger;
+pub mod ingest;
 pub mod limits;
 pub mod metrics;
 pub mod origin;
-pub mod outbox;
-pub mod publication;
 pub mod route;
 pub mod server;
 pub mod session;
 pub mod stomp;
-pub mod subscription;
 pub mod transport;

@@ -1,63 +1,12 @@
-//! Routing between Kafka records and STOMP destinations, in both directions.
-//!
-//! Inbound: a record of a configured topic becomes a `Publication` on a destination built
-//! from a template (`/topic/market/{key}` by default). Outbound: a SEND destination
-//! (`/app/market/<id>/chat`) names the Kafka topic and key its record goes to.
+//! Inbound routing: a record of a configured topic becomes a `Publication` on a destination
+//! built from a template (`/topic/market/{key}` by default; `{key}` is the record key and
+//! `{json.<field>}` a top-level field of its value).
 
 use crate::bus::InboundRecord;
-use crate::publication::Publication;
+use crate::destination::{MARKET_PREFIX, valid_market_id};
+use crate::hub::publication::Publication;
 use bytes::Bytes;
 use thiserror::Error;
-
-/// Prefix of market destinations clients subscribe to.
-pub const MARKET_PREFIX: &str = "/topic/market/";
-
-/// Chat event types a client may send.
-pub const CHAT_EVENTS: [&str; 3] = ["chat.send", "chat.modify", "chat.delete"];
-
-/// Why a destination was refused; the text goes into the client's ERROR frame.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum RouteError {
-    #[error("unknown destination '{0}': subscribe to /topic/market/<market-id> or /topic/market/*")]
-    UnknownSubscribe(String),
-    #[error("unknown destination '{0}': SEND goes to /app/market/<market-id>/chat")]
-    UnknownSend(String),
-}
-
-/// Market ids: 1-64 of letters, digits, `-`, `_`, `.`.
-pub fn valid_market_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
-/// A destination a client may subscribe to: one market, or every market (`*`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SubscribeTarget {
-    Market(String),
-    AllMarkets,
-}
-
-impl SubscribeTarget {
-    pub fn parse(destination: &str) -> Result<SubscribeTarget, RouteError> {
-        match destination.strip_prefix(MARKET_PREFIX) {
-            Some("*") => Ok(SubscribeTarget::AllMarkets),
-            Some(id) if valid_market_id(id) => Ok(SubscribeTarget::Market(id.to_string())),
-            _ => Err(RouteError::UnknownSubscribe(destination.to_string())),
-        }
-    }
-}
-
-/// The market a chat SEND is for (`/app/market/<id>/chat`).
-pub fn chat_market(destination: &str) -> Result<&str, RouteError> {
-    destination
-        .strip_prefix("/app/market/")
-        .and_then(|rest| rest.strip_suffix("/chat"))
-        .filter(|id| valid_market_id(id))
-        .ok_or_else(|| RouteError::UnknownSend(destination.to_string()))
-}
 
 /// Where a route takes the event type of its publications from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,34 +181,6 @@ mod tests {
             value: Bytes::from(value.to_string()),
             timestamp_ms: 1_700_000_000_000,
         }
-    }
-
-    #[test]
-    fn subscribe_targets() {
-        assert_eq!(
-            SubscribeTarget::parse("/topic/market/KRW-BTC"),
-            Ok(SubscribeTarget::Market("KRW-BTC".into()))
-        );
-        assert_eq!(
-            SubscribeTarget::parse("/topic/market/*"),
-            Ok(SubscribeTarget::AllMarkets)
-        );
-        for bad in [
-            "/topic/market/",
-            "/topic/other/X",
-            "/queue/a",
-            "/topic/market/a/b",
-        ] {
-            let err = SubscribeTarget::parse(bad).unwrap_err();
-            assert!(err.to_string().contains(bad), "{err}");
-        }
-    }
-
-    #[test]
-    fn chat_destinations() {
-        assert_eq!(chat_market("/app/market/KRW-ETH/chat"), Ok("KRW-ETH"));
-        assert!(chat_market("/app/market//chat").is_err());
-        assert!(chat_market("/topic/market/KRW-ETH").is_err());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use crate::config::Config;
 use crate::disconnect::Disconnect;
 use crate::gateway::Gateway;
-use crate::session::{Session, refuse};
+use crate::session::Session;
+use crate::stomp::{Frame, Version, encode_frame};
 use crate::transport::Transport;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -84,7 +85,7 @@ impl Server {
         // upgrades are refused from now on.
         tokio::time::sleep(Duration::from_millis(gw.config.drain_delay_ms)).await;
         self.accept_stop.cancel();
-        gw.shutdown.cancel();
+        gw.close_sessions();
         gw.sessions.close();
         // Sessions have the grace period to drain; allow a little more to close sockets.
         let all_done = tokio::time::timeout(grace + Duration::from_secs(2), gw.sessions.wait())
@@ -136,8 +137,30 @@ async fn accept_tcp(listener: TcpListener, gw: Arc<Gateway>, stop: CancellationT
                 refuse(gw2, transport, Disconnect::ServerFull).await;
                 return;
             };
-            Session::new(gw2, peer, "tcp", None).run(transport).await;
+            Session::new(gw2.sessions_cx.clone(), peer, None)
+                .run(transport)
+                .await;
             drop((permit, ip_slot));
         });
     }
+}
+
+/// Refuses a connection over a limit (`ServerFull`, `TooManyFromAddress`) with a clear
+/// ERROR, then closes it.
+pub async fn refuse(gw: Arc<Gateway>, mut transport: Transport, reason: Disconnect) {
+    gw.metrics
+        .disconnects
+        .with_label_values(&[reason.label()])
+        .inc();
+    gw.metrics.errors.with_label_values(&[reason.label()]).inc();
+    let (message, detail) = reason.error_text().unwrap_or_default();
+    let limit = match reason {
+        Disconnect::TooManyFromAddress => gw.config.max_connections_per_ip,
+        _ => gw.config.max_connections,
+    };
+    let detail = format!("{detail} (limit: {limit} connections)");
+    let mut out = Vec::new();
+    encode_frame(&Frame::error(message, &detail), Version::V1_2, &mut out);
+    let _ = tokio::time::timeout(Duration::from_secs(1), transport.send(vec![out])).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), transport.close(reason)).await;
 }

@@ -3,7 +3,7 @@
 //! sees every record; client SENDs are produced with `acks=all` and idempotence, and the
 //! send future resolves only when the broker acknowledged the record.
 
-use super::{Bus, InboundRecord, Ingest, OutboundRecord, SendError, SendFuture};
+use super::{Bus, InboundRecord, OutboundRecord, RecordSink, SendError, SendFuture};
 use crate::metrics::Metrics;
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -93,7 +93,7 @@ impl KafkaBus {
     /// need not be up: both connect when it comes.
     pub fn start(
         settings: KafkaSettings,
-        ingest: Arc<Ingest>,
+        sink: Arc<dyn RecordSink>,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Result<KafkaBus, KafkaError> {
@@ -139,7 +139,7 @@ impl KafkaBus {
 
         let ready = Arc::new(AtomicBool::new(false));
         let consumer = Arc::new(consumer);
-        tokio::spawn(consume(consumer.clone(), ingest, shutdown.clone()));
+        tokio::spawn(consume(consumer.clone(), sink, shutdown.clone()));
         tokio::spawn(probe(consumer, ready.clone(), shutdown));
         tracing::info!(%group_id, brokers = %settings.brokers, topics = ?settings.topics, "kafka bus started");
         Ok(KafkaBus {
@@ -153,7 +153,7 @@ impl KafkaBus {
 
 async fn consume(
     consumer: Arc<StreamConsumer<GatewayContext>>,
-    ingest: Arc<Ingest>,
+    sink: Arc<dyn RecordSink>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -188,7 +188,7 @@ async fn consume(
                         .to_millis()
                         .unwrap_or_else(crate::clock::now_ms),
                 };
-                ingest.record(&record, "kafka");
+                sink.record(&record, "kafka");
             }
             Err(error) => {
                 tracing::warn!(%error, "kafka consume error; retrying");

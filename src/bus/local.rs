@@ -1,20 +1,20 @@
 //! The in-process bus of the embedded default: a SEND is published at once, as if it had
 //! made the round trip through a broker with a single partition per topic.
 
-use super::{Bus, InboundRecord, Ingest, OutboundRecord, SendFuture};
+use super::{Bus, InboundRecord, OutboundRecord, RecordSink, SendFuture};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub struct LocalBus {
-    ingest: Arc<Ingest>,
+    sink: Arc<dyn RecordSink>,
     /// Next offset per topic (std Mutex: never held across an await).
     offsets: Mutex<HashMap<String, i64>>,
 }
 
 impl LocalBus {
-    pub fn new(ingest: Arc<Ingest>) -> LocalBus {
+    pub fn new(sink: Arc<dyn RecordSink>) -> LocalBus {
         LocalBus {
-            ingest,
+            sink,
             offsets: Mutex::new(HashMap::new()),
         }
     }
@@ -41,7 +41,7 @@ impl Bus for LocalBus {
             value: record.value,
             timestamp_ms: crate::clock::now_ms(),
         };
-        self.ingest.record(&inbound, "local");
+        self.sink.record(&inbound, "local");
         Box::pin(async { Ok(()) })
     }
 

@@ -6,14 +6,23 @@
 //! older queued tick of the same subscription and destination, and anything else closes
 //! the outbox with `Disconnect::SlowConsumer`.
 
-use crate::config::SlowConsumerPolicy;
+use super::publication::Encoded;
+use super::subscription::Subscription;
 use crate::disconnect::Disconnect;
-use crate::publication::Encoded;
-use crate::subscription::Subscription;
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
+
+/// What to do with a client whose outbox passes its byte bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SlowConsumerPolicy {
+    /// Send ERROR "slow consumer" and close the connection.
+    Disconnect,
+    /// Keep only the newest trade per destination while the client is behind; anything that
+    /// cannot be conflated (chat) still disconnects.
+    Conflate,
+}
 
 /// One queued item.
 #[derive(Debug, Clone)]

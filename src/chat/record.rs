@@ -1,6 +1,6 @@
-//! Chat events sent by clients: the record the gateway produces for a SEND to
-//! `/app/market/<id>/chat`. The gateway stamps the sender's identity, the market and the
-//! time; a client cannot set them.
+//! The chat record the gateway produces for a SEND to `/app/market/<id>/chat`. The gateway
+//! stamps the id (of a new message), the sender's name and owner, the market and the time; a
+//! client cannot set them.
 
 use crate::bus::OutboundRecord;
 use serde::Serialize;
@@ -27,6 +27,9 @@ struct ChatValue<'a> {
     id: &'a str,
     market: &'a str,
     user: &'a str,
+    /// Who may change the message: `sub:<subject>` with a token, `conn:<random>` (the
+    /// sending connection) without one.
+    owner: &'a str,
     text: &'a str,
     ts: i64,
 }
@@ -39,14 +42,22 @@ pub struct ChatRecord {
     pub changes: Option<String>,
 }
 
+/// Who sends a chat event: the display name and the owner key (see `ChatValue::owner`).
+#[derive(Debug, Clone, Copy)]
+pub struct Sender<'a> {
+    pub user: &'a str,
+    pub owner: &'a str,
+}
+
 /// Builds the chat record for a SEND. `body` is JSON (`{"text":..}`, `{"id":..,"text":..}`,
-/// `{"id":..}`) or, for chat.send, plain text.
+/// `{"id":..}`) or, for chat.send, plain text. A chat.send always gets a new id made here:
+/// an `id` in its body is ignored, so no one can reuse another message's id.
 pub fn chat_record(
     topic: &str,
     market: &str,
     event_type: Option<&str>,
     body: &[u8],
-    user: &str,
+    sender: Sender<'_>,
     now_ms: i64,
 ) -> Result<ChatRecord, ChatError> {
     let event = event_type.unwrap_or("chat.send");
@@ -74,14 +85,15 @@ pub fn chat_record(
         return Err(ChatError::BadText(event));
     }
     let id = match id {
-        Some(id) if !id.is_empty() && id.len() <= 128 => id,
+        Some(id) if needs_id && !id.is_empty() && id.len() <= 128 => id,
         _ if needs_id => return Err(ChatError::MissingId(event)),
-        _ => format!("{now_ms:x}-{:08x}", rand::random::<u32>()),
+        _ => format!("{now_ms:x}-{:016x}", rand::random::<u64>()),
     };
     let value = ChatValue {
         id: &id,
         market,
-        user,
+        user: sender.user,
+        owner: sender.owner,
         text: if event == "chat.delete" { "" } else { &text },
         ts: now_ms,
     };
@@ -107,14 +119,19 @@ mod tests {
         serde_json::from_slice(&r.value).unwrap()
     }
 
+    const ALICE: Sender<'static> = Sender {
+        user: "alice",
+        owner: "sub:alice",
+    };
+
     #[test]
     fn send_stamps_user_market_time_and_id() {
         let r = chat_record(
             "chat",
             "KRW-BTC",
             None,
-            br#"{"text":"hi","user":"mallory"}"#,
-            "alice",
+            br#"{"text":"hi","user":"mallory","id":"taken","owner":"x"}"#,
+            ALICE,
             7,
         )
         .unwrap()
@@ -125,13 +142,15 @@ mod tests {
         assert_eq!(v["user"], "alice");
         assert_eq!(v["market"], "KRW-BTC");
         assert_eq!(v["text"], "hi");
+        assert_eq!(v["owner"], "sub:alice");
         assert_eq!(v["ts"], 7);
-        assert!(!v["id"].as_str().unwrap().is_empty());
+        let id = v["id"].as_str().unwrap();
+        assert!(!id.is_empty() && id != "taken", "{id}");
     }
 
     #[test]
     fn plain_text_is_a_send() {
-        let r = chat_record("chat", "M", None, b"hello there", "bob", 1)
+        let r = chat_record("chat", "M", None, b"hello there", ALICE, 1)
             .unwrap()
             .record;
         assert_eq!(value(&r)["text"], "hello there");
@@ -140,11 +159,25 @@ mod tests {
     #[test]
     fn modify_and_delete_need_an_id() {
         assert_eq!(
-            chat_record("chat", "M", Some("chat.modify"), br#"{"text":"x"}"#, "u", 1),
+            chat_record(
+                "chat",
+                "M",
+                Some("chat.modify"),
+                br#"{"text":"x"}"#,
+                ALICE,
+                1
+            ),
             Err(ChatError::MissingId("chat.modify"))
         );
-        let chat =
-            chat_record("chat", "M", Some("chat.delete"), br#"{"id":"abc"}"#, "u", 1).unwrap();
+        let chat = chat_record(
+            "chat",
+            "M",
+            Some("chat.delete"),
+            br#"{"id":"abc"}"#,
+            ALICE,
+            1,
+        )
+        .unwrap();
         assert_eq!(chat.changes.as_deref(), Some("abc"));
         let r = chat.record;
         assert_eq!(value(&r)["id"], "abc");
@@ -155,15 +188,15 @@ mod tests {
     #[test]
     fn bad_input_is_refused() {
         assert!(matches!(
-            chat_record("chat", "M", Some("chat.shout"), b"{}", "u", 1),
+            chat_record("chat", "M", Some("chat.shout"), b"{}", ALICE, 1),
             Err(ChatError::UnknownEvent(_))
         ));
         assert!(matches!(
-            chat_record("chat", "M", None, br#"{"text":""}"#, "u", 1),
+            chat_record("chat", "M", None, br#"{"text":""}"#, ALICE, 1),
             Err(ChatError::BadText(_))
         ));
         let long = format!(r#"{{"text":"{}"}}"#, "x".repeat(MAX_TEXT_CHARS + 1));
-        assert!(chat_record("chat", "M", None, long.as_bytes(), "u", 1).is_err());
-        assert!(chat_record("chat", "M", None, &[0xff, 0xfe], "u", 1).is_err());
+        assert!(chat_record("chat", "M", None, long.as_bytes(), ALICE, 1).is_err());
+        assert!(chat_record("chat", "M", None, &[0xff, 0xfe], ALICE, 1).is_err());
     }
 }

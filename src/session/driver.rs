@@ -1,0 +1,456 @@
+//! The task that runs one connection: the only part of a session that touches the
+//! transport. One `select!` loop reads client bytes and parses every whole frame (handing
+//! each to the protocol and carrying out its effects), drains the outbox into batched
+//! writes, resolves broker acknowledgements in order (so receipts keep the order of the
+//! frames that asked for them), runs the heart-beat, connect and token timers, and hears
+//! shutdown. `finish` settles what is owed and says why the connection ends.
+
+use super::Close;
+use super::context::SessionContext;
+use super::protocol::{Effect, Protocol};
+use super::writer::{self, DelayStats, Shape};
+use crate::bus::SendError;
+use crate::disconnect::Disconnect;
+use crate::hub::Subscriber;
+use crate::hub::outbox::{Out, Outbox};
+use crate::stomp::{Frame, Parsed, parse};
+use crate::transport::Transport;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Something the session waits for in order: a broker acknowledgement, or a receipt queued
+/// behind one.
+enum Pending {
+    Receipt(String),
+    Send {
+        receipt: Option<String>,
+        result: Result<(), SendError>,
+    },
+    Disconnect(Option<String>),
+}
+
+type PendingFuture = Pin<Box<dyn Future<Output = Pending> + Send>>;
+
+/// Above this many items of capacity, the drain buffer is given back after a flush, so a
+/// burst does not leave every session holding its peak.
+const KEEP_ITEMS: usize = 256;
+
+pub struct Session {
+    cx: Arc<SessionContext>,
+    peer: SocketAddr,
+    kind: &'static str,
+    outbox: Arc<Outbox>,
+    protocol: Protocol,
+    pending: FuturesOrdered<PendingFuture>,
+    read_buf: BytesMut,
+    items: Vec<Out>,
+    effects: Vec<Effect>,
+    /// Timer intervals changed (CONNECT, token refresh): the loop re-arms its timer.
+    rearm: bool,
+    last_read: Instant,
+    last_write: Instant,
+    opened: Instant,
+    /// When the session's token expires.
+    expires: Option<Instant>,
+    stats: DelayStats,
+}
+
+impl Session {
+    pub fn new(
+        cx: Arc<SessionContext>,
+        peer: SocketAddr,
+        upgrade_token: Option<String>,
+    ) -> Session {
+        let s = &cx.settings;
+        let outbox = Arc::new(Outbox::new(s.outbox_bytes, s.slow_consumer));
+        let protocol = Protocol::new(&cx, cx.next_session_id(), peer, upgrade_token);
+        let now = Instant::now();
+        Session {
+            cx,
+            peer,
+            kind: "ws",
+            outbox,
+            protocol,
+            pending: FuturesOrdered::new(),
+            read_buf: BytesMut::new(),
+            items: Vec::new(),
+            effects: Vec::new(),
+            rearm: false,
+            last_read: now,
+            last_write: now,
+            opened: now,
+            expires: None,
+            stats: DelayStats::default(),
+        }
+    }
+
+    /// Runs the session to its end and cleans up.
+    pub async fn run(mut self, mut transport: Transport) {
+        self.kind = transport.kind();
+        let m = &self.cx.metrics;
+        m.connections.inc();
+        m.connections_total.with_label_values(&[self.kind]).inc();
+        tracing::info!(session = self.protocol.id, peer = %self.peer, transport = self.kind, "connection opened");
+        let close = self.drive(&mut transport).await;
+        self.finish(&mut transport, close).await;
+    }
+
+    async fn drive(&mut self, transport: &mut Transport) -> Close {
+        // Registered once: a fresh `cancelled()` per iteration would lock the token's
+        // shared waiter list twice per wake-up of every session.
+        let shutdown = self.cx.shutdown.clone().cancelled_owned();
+        tokio::pin!(shutdown);
+        // Activity only moves deadlines later, so the timer is re-armed only when it fires
+        // or the intervals change; firing early is harmless (`on_timer` checks).
+        let sleep = tokio::time::sleep_until(self.next_deadline());
+        tokio::pin!(sleep);
+        let mut rearm = false;
+        loop {
+            if rearm || std::mem::take(&mut self.rearm) {
+                sleep.as_mut().reset(self.next_deadline());
+                rearm = false;
+            }
+            tokio::select! {
+                _ = &mut shutdown => {
+                    return Close::quiet(Disconnect::ShuttingDown);
+                }
+                _ = self.outbox.ready() => {
+                    if let Err(close) = self.flush(transport).await {
+                        return close;
+                    }
+                }
+                read = transport.recv(&mut self.read_buf) => {
+                    match read {
+                        Ok(true) => {
+                            self.last_read = Instant::now();
+                            if let Err(close) = self.process_input() {
+                                return close;
+                            }
+                        }
+                        Ok(false) | Err(_) => return Close::quiet(Disconnect::TransportClosed),
+                    }
+                }
+                Some(done) = self.pending.next(), if !self.pending.is_empty() => {
+                    if let Err(close) = self.on_pending(done) {
+                        return close;
+                    }
+                }
+                _ = &mut sleep => {
+                    rearm = true;
+                    if let Err(close) = self.on_timer() {
+                        return close;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The earliest moment a timer needs attention.
+    fn next_deadline(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        if self.protocol.connected().is_none() {
+            return self.opened + self.cx.settings.connect_timeout;
+        }
+        let out = self.protocol.heartbeat_out.map(|d| self.last_write + d);
+        let inn = self
+            .protocol
+            .heartbeat_in
+            .map(|d| self.last_read + grace(d));
+        [out, inn, self.expires]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(far)
+    }
+
+    fn on_timer(&mut self) -> Result<(), Close> {
+        let now = Instant::now();
+        if self.protocol.connected().is_none() {
+            if now >= self.opened + self.cx.settings.connect_timeout {
+                return Err(Close::server(Disconnect::ConnectTimeout));
+            }
+            return Ok(());
+        }
+        if self.expires.is_some_and(|at| now >= at) {
+            return Err(Close::server(Disconnect::TokenExpired));
+        }
+        if let Some(d) = self.protocol.heartbeat_in
+            && now >= self.last_read + grace(d)
+        {
+            return Err(Close::server(Disconnect::HeartbeatTimeout));
+        }
+        // Quiet now: publish the delays observed since the last flush.
+        self.stats.flush();
+        if let Some(d) = self.protocol.heartbeat_out
+            && now >= self.last_write + d
+        {
+            self.outbox.push_frame(Bytes::from_static(b"\n"));
+            // Counts as written once queued; the flush follows at once.
+            self.last_write = now;
+        }
+        Ok(())
+    }
+
+    /// Drains the outbox and writes it in batches.
+    async fn flush(&mut self, transport: &mut Transport) -> Result<(), Close> {
+        if let Some(reason) = self.outbox.drain(&mut self.items) {
+            self.items.clear();
+            return Err(Close::server(reason));
+        }
+        if self.items.is_empty() {
+            return Ok(());
+        }
+        let s = &self.cx.settings;
+        let shape = Shape {
+            version: self.protocol.version(),
+            batch: s.ws_batch || self.kind == "tcp",
+            max_bytes: s.max_write_bytes,
+        };
+        let assembled = writer::assemble(
+            &mut self.items,
+            shape,
+            &mut self.protocol.acks,
+            &mut self.stats,
+            &self.cx.metrics,
+        );
+        if self.items.capacity() > KEEP_ITEMS {
+            self.items = Vec::new();
+        }
+        if assembled.too_many_acks {
+            return Err(Close::server(Disconnect::TooManyPendingAcks));
+        }
+        let timeout = s.write_timeout;
+        let send = transport.send(assembled.chunks);
+        tokio::pin!(send);
+        // Most writes complete at once; only a write that waits on a full socket arms the
+        // write timeout and watches the outbox, giving up as soon as it overflows.
+        let written = match futures::poll!(send.as_mut()) {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => {
+                let outbox = self.outbox.clone();
+                tokio::select! {
+                    written = tokio::time::timeout(timeout, send) => match written {
+                        Err(_) => return Err(Close::server(Disconnect::WriteTimeout)),
+                        Ok(r) => r,
+                    },
+                    reason = outbox.wait_closed() => return Err(Close::server(reason)),
+                }
+            }
+        };
+        if written.is_err() {
+            return Err(Close::quiet(Disconnect::TransportClosed));
+        }
+        self.cx.metrics.bytes_out.inc_by(assembled.bytes as u64);
+        self.cx.metrics.writes.inc();
+        self.last_write = Instant::now();
+        Ok(())
+    }
+
+    /// Queues a frame of the session itself for the client.
+    fn reply(&self, frame: &Frame) {
+        let bytes = writer::encode_reply(frame, self.protocol.version());
+        self.outbox.push_frame(bytes.into());
+    }
+
+    /// Parses and handles every whole frame in the read buffer.
+    fn process_input(&mut self) -> Result<(), Close> {
+        loop {
+            let version = self.protocol.version();
+            let parsed = parse(&mut self.read_buf, version, &self.cx.settings.frame_limits);
+            match parsed {
+                Ok(None) => return Ok(()),
+                Ok(Some(Parsed::Heartbeat)) => continue,
+                Ok(Some(Parsed::Frame(frame))) => {
+                    let mut effects = std::mem::take(&mut self.effects);
+                    let handled = self.protocol.on_frame(frame, &self.cx, &mut effects);
+                    for effect in effects.drain(..) {
+                        self.apply(effect);
+                    }
+                    self.effects = effects;
+                    handled?;
+                }
+                Err(e) => {
+                    return Err(self.protocol.protocol_error(
+                        &self.cx,
+                        "parse",
+                        "malformed frame",
+                        &e.to_string(),
+                        None,
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Carries out one effect of the protocol.
+    fn apply(&mut self, effect: Effect) {
+        match effect {
+            Effect::Reply(frame) => self.reply(&frame),
+            Effect::Subscribe(sub) => self.cx.hub.subscribe(Subscriber {
+                sub,
+                outbox: self.outbox.clone(),
+            }),
+            Effect::Unsubscribe(sub) => {
+                self.cx.hub.unsubscribe(&sub);
+            }
+            Effect::Produce { records, receipt } => {
+                // Queued to the bus now, in order; acknowledged later.
+                let sends: Vec<_> = records.into_iter().map(|r| self.cx.bus.send(r)).collect();
+                let metrics = self.cx.metrics.clone();
+                self.pending.push_back(Box::pin(async move {
+                    let mut result = Ok(());
+                    for send in sends {
+                        let r = send.await;
+                        let label = r.as_ref().map_or_else(|e| e.label(), |_| "ok");
+                        metrics.sends.with_label_values(&[label]).inc();
+                        if result.is_ok() {
+                            result = r;
+                        }
+                    }
+                    Pending::Send { receipt, result }
+                }));
+            }
+            Effect::Receipt(id) => {
+                if self.pending.is_empty() {
+                    self.reply(&Frame::receipt(&id));
+                } else {
+                    self.pending
+                        .push_back(Box::pin(async move { Pending::Receipt(id) }));
+                }
+            }
+            Effect::Disconnect(receipt) => {
+                self.pending
+                    .push_back(Box::pin(async move { Pending::Disconnect(receipt) }));
+            }
+            Effect::Rearm => {
+                self.rearm = true;
+                self.expires = self
+                    .protocol
+                    .expires_in
+                    .and_then(|d| Instant::now().checked_add(d));
+            }
+        }
+    }
+
+    fn on_pending(&mut self, done: Pending) -> Result<(), Close> {
+        match done {
+            Pending::Receipt(id) => self.reply(&Frame::receipt(&id)),
+            Pending::Send {
+                receipt,
+                result: Ok(()),
+            } => {
+                if let Some(id) = receipt {
+                    self.reply(&Frame::receipt(&id));
+                }
+            }
+            Pending::Send {
+                receipt,
+                result: Err(e),
+            } => {
+                self.cx
+                    .metrics
+                    .errors
+                    .with_label_values(&["send_failed"])
+                    .inc();
+                let mut error = Frame::error("send failed", &e.to_string());
+                if let Some(id) = receipt {
+                    error.headers.push(("receipt-id".into(), id));
+                }
+                return Err(Close {
+                    reason: Disconnect::ProtocolError,
+                    error: Some(error),
+                });
+            }
+            Pending::Disconnect(receipt) => {
+                if let Some(id) = receipt {
+                    self.reply(&Frame::receipt(&id));
+                }
+                return Err(Close::quiet(Disconnect::ClientRequest));
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the session: unsubscribes, settles what is owed, says why, closes.
+    async fn finish(&mut self, transport: &mut Transport, mut close: Close) {
+        for sub in self.protocol.subscriptions() {
+            self.cx.hub.unsubscribe(sub);
+        }
+        let deadline = Instant::now() + self.cx.settings.shutdown_grace;
+        if close.reason == Disconnect::ShuttingDown {
+            // Receipts owed are honoured if the bus acknowledges before the deadline.
+            while !self.pending.is_empty() {
+                match tokio::time::timeout_at(deadline, self.pending.next()).await {
+                    Ok(Some(done)) => {
+                        if let Err(c) = self.on_pending(done) {
+                            if c.reason == Disconnect::ProtocolError {
+                                close = c;
+                            }
+                            break;
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            if close.reason == Disconnect::ShuttingDown {
+                close = Close::server(Disconnect::ShuttingDown);
+            }
+        }
+        let drain_queue = matches!(
+            close.reason,
+            Disconnect::ShuttingDown
+                | Disconnect::ClientRequest
+                | Disconnect::ProtocolError
+                | Disconnect::HeartbeatTimeout
+                | Disconnect::ConnectTimeout
+                | Disconnect::TooManyPendingAcks
+        );
+        if drain_queue {
+            let _ = tokio::time::timeout_at(deadline, self.flush(transport)).await;
+        }
+        self.outbox.close(close.reason);
+        let m = self.cx.metrics.clone();
+        if let Some(error) = &close.error
+            && close.reason != Disconnect::TransportClosed
+        {
+            let out = writer::encode_reply(error, self.protocol.version());
+            let _ = tokio::time::timeout(Duration::from_secs(1), transport.send(vec![out])).await;
+            if close.reason != Disconnect::ProtocolError {
+                m.errors.with_label_values(&[close.reason.label()]).inc();
+            }
+        }
+        if close.reason != Disconnect::TransportClosed {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), transport.close(close.reason)).await;
+        }
+        m.disconnects
+            .with_label_values(&[close.reason.label()])
+            .inc();
+        m.connections.dec();
+        if let Some(v) = self.protocol.connected() {
+            m.sessions.with_label_values(&[v.as_str()]).dec();
+        }
+        self.stats.flush();
+        tracing::info!(
+            session = self.protocol.id,
+            peer = %self.peer,
+            transport = self.kind,
+            reason = close.reason.label(),
+            delivered = self.stats.delivered,
+            seconds = self.opened.elapsed().as_secs_f64(),
+            "connection closed"
+        );
+    }
+}
+
+/// How long past the agreed heart-beat interval a client may stay silent.
+fn grace(interval: Duration) -> Duration {
+    interval * 2 + Duration::from_millis(500)
+}

@@ -1,0 +1,227 @@
+//! MESSAGE assembly: turns what a session's outbox held into wire chunks. Each MESSAGE is the
+//! subscription's pre-encoded start (`MESSAGE\nsubscription:<id>\n`), an `ack` header where
+//! the subscription needs one, and the publication's shared bytes (encoded once for every
+//! subscriber). Frames are packed into chunks of at most `max_bytes` (one WebSocket message
+//! or TCP write each) when batching, or one chunk per frame when not. Delivery delays are
+//! observed locally and published to the shared histogram at most once a second.
+
+use super::acks::Acks;
+use crate::clock::now_ms;
+use crate::hub::outbox::Out;
+use crate::hub::subscription::AckMode;
+use crate::metrics::Metrics;
+use crate::stomp::{Frame, Version, encode_frame};
+use prometheus::local::LocalHistogram;
+
+/// How a session's batches are cut.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub version: Version,
+    /// Several frames per chunk (TCP, or WebSocket with batching on).
+    pub batch: bool,
+    /// Largest chunk built from several frames (a single larger frame is its own chunk).
+    pub max_bytes: usize,
+}
+
+/// Delivery delays (publication timestamp → write), observed locally: per-message atomics
+/// showed in the fan-out profile. Created on the first delivery, so idle sessions carry none.
+#[derive(Default)]
+pub struct DelayStats {
+    local: Option<LocalHistogram>,
+    flushed_ms: i64,
+    pub delivered: u64,
+}
+
+impl DelayStats {
+    /// Publishes what was observed since the last flush.
+    pub fn flush(&mut self) {
+        if let Some(local) = &self.local {
+            local.flush();
+        }
+    }
+}
+
+/// Everything assembled from one drain.
+pub struct Assembled {
+    pub chunks: Vec<Vec<u8>>,
+    pub bytes: usize,
+    /// A client-ack subscription passed its bound of unacknowledged messages.
+    pub too_many_acks: bool,
+}
+
+/// Encodes one frame of the session itself (RECEIPT, ERROR, CONNECTED).
+pub fn encode_reply(frame: &Frame, version: Version) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + frame.body.len());
+    encode_frame(frame, version, &mut out);
+    out
+}
+
+/// Turns drained `items` into chunks (emptying `items`, keeping its capacity).
+pub fn assemble(
+    items: &mut Vec<Out>,
+    shape: Shape,
+    acks: &mut Acks,
+    stats: &mut DelayStats,
+    metrics: &Metrics,
+) -> Assembled {
+    let version = shape.version;
+    let estimate: usize = items
+        .iter()
+        .map(|i| match i {
+            Out::Frame(b) => b.len(),
+            Out::Message { sub, msg } => sub.prefix.len() + msg.bytes(version).len() + 24,
+        })
+        .sum();
+    let first = if shape.batch {
+        estimate.min(shape.max_bytes)
+    } else {
+        0
+    };
+    let mut chunks = Vec::new();
+    let mut cur = Vec::with_capacity(first);
+    let mut bytes = 0;
+    let now = now_ms();
+    let mut too_many_acks = false;
+    let delivered_before = stats.delivered;
+    for item in items.drain(..) {
+        let start = cur.len();
+        match item {
+            Out::Frame(frame) => cur.extend_from_slice(&frame),
+            Out::Message { sub, msg } => {
+                // Messages queued before an UNSUBSCRIBE are not delivered after it.
+                if !sub.is_active() {
+                    continue;
+                }
+                cur.extend_from_slice(&sub.prefix);
+                if sub.ack != AckMode::Auto {
+                    let (ack_id, over) = acks.track(&sub, &msg.message_id);
+                    too_many_acks |= over;
+                    if version == Version::V1_2 {
+                        cur.extend_from_slice(b"ack:");
+                        cur.extend_from_slice(ack_id.to_string().as_bytes());
+                        cur.push(b'\n');
+                    }
+                }
+                cur.extend_from_slice(msg.bytes(version));
+                stats.delivered += 1;
+                stats
+                    .local
+                    .get_or_insert_with(|| metrics.delivery_delay.local())
+                    .observe((now - msg.timestamp_ms).max(0) as f64 / 1000.0);
+            }
+        }
+        bytes += cur.len() - start;
+        if !shape.batch || cur.len() >= shape.max_bytes {
+            let next = if shape.batch {
+                estimate.saturating_sub(bytes).min(shape.max_bytes)
+            } else {
+                0
+            };
+            chunks.push(std::mem::replace(&mut cur, Vec::with_capacity(next)));
+        }
+    }
+    if !cur.is_empty() {
+        chunks.push(cur);
+    }
+    if stats.delivered > delivered_before && now - stats.flushed_ms >= 1000 {
+        stats.flush();
+        stats.flushed_ms = now;
+    }
+    Assembled {
+        chunks,
+        bytes,
+        too_many_acks,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::publication::Publication;
+    use crate::hub::subscription::Subscription;
+    use bytes::Bytes;
+    use std::sync::Arc;
+
+    fn message(sub: &Arc<Subscription>, n: usize) -> Out {
+        let p = Publication {
+            destination: "/topic/market/X".into(),
+            event_type: "trade".into(),
+            message_id: format!("t-0-{n}"),
+            timestamp_ms: 0,
+            content_type: "application/json",
+            body: Bytes::from(vec![b'x'; 100]),
+            conflatable: true,
+        };
+        Out::Message {
+            sub: sub.clone(),
+            msg: Arc::new(p.encode()),
+        }
+    }
+
+    #[test]
+    fn batches_are_capped_and_ack_ids_assigned() {
+        let sub = Arc::new(Subscription::new(
+            1,
+            "s",
+            "/topic/market/X",
+            Version::V1_2,
+            AckMode::ClientIndividual,
+        ));
+        let mut items: Vec<Out> = (0..10).map(|n| message(&sub, n)).collect();
+        let mut acks = Acks::new(100);
+        let mut stats = DelayStats::default();
+        let shape = Shape {
+            version: Version::V1_2,
+            batch: true,
+            max_bytes: 600,
+        };
+        let out = assemble(&mut items, shape, &mut acks, &mut stats, &Metrics::new());
+        assert!(items.is_empty());
+        assert!(out.chunks.len() >= 3, "{}", out.chunks.len());
+        assert!(out.chunks.iter().all(|c| c.len() < 600 + 300));
+        assert_eq!(out.bytes, out.chunks.iter().map(Vec::len).sum::<usize>());
+        let text = String::from_utf8(out.chunks.concat()).unwrap();
+        assert_eq!(text.matches("MESSAGE\nsubscription:s\nack:").count(), 10);
+        assert!(text.contains("ack:9\n"));
+        assert_eq!(acks.pending(), 10);
+        assert_eq!(stats.delivered, 10);
+    }
+
+    #[test]
+    fn unbatched_is_one_chunk_per_frame_and_unsubscribed_are_skipped() {
+        let sub = Arc::new(Subscription::new(
+            1,
+            "s",
+            "/topic/market/X",
+            Version::V1_1,
+            AckMode::Auto,
+        ));
+        let gone = Arc::new(Subscription::new(
+            1,
+            "g",
+            "/topic/market/X",
+            Version::V1_1,
+            AckMode::Auto,
+        ));
+        gone.deactivate();
+        let mut items = vec![
+            message(&sub, 1),
+            message(&gone, 2),
+            Out::Frame(Bytes::from_static(b"\n")),
+        ];
+        let shape = Shape {
+            version: Version::V1_1,
+            batch: false,
+            max_bytes: 1 << 16,
+        };
+        let out = assemble(
+            &mut items,
+            shape,
+            &mut Acks::new(1),
+            &mut DelayStats::default(),
+            &Metrics::new(),
+        );
+        assert_eq!(out.chunks.len(), 2);
+        assert_eq!(out.chunks[1], b"\n");
+    }
+}
