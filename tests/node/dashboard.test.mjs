@@ -186,3 +186,16 @@ test('the dashboard modules import each other without a circle', () => {
   const circle = findCircle(graph);
   assert.equal(circle, null, `import circle: ${circle && circle.join(' -> ')}`);
 });
+
+test('the Code layout table in docs/dashboard.md lists each module with its real imports', () => {
+  const doc = readFileSync(path.join(STATIC, '../docs/dashboard.md'), 'utf8');
+  const section = doc.slice(doc.indexOf('## Code layout'));
+  const rows = new Map();
+  for (const m of section.matchAll(/^\| `(?:static\/)?((?:js\/)?[a-z]+\.js)` \|[^|]*\| ([^|]*) \|$/gm)) {
+    const deps = m[2].trim() === 'nothing' ? [] : m[2].split(',').map((d) => `js/${d.trim()}.js`);
+    rows.set(m[1], deps.sort());
+  }
+  const graph = moduleGraph();
+  assert.deepEqual([...rows.keys()].sort(), [...graph.keys()].sort(), 'one row per module');
+  for (const [f, deps] of graph) assert.deepEqual(rows.get(f), [...new Set(deps)].sort(), `imports of ${f}`);
+});
