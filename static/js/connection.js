@@ -1,7 +1,7 @@
 // The STOMP client (@stomp/stompjs, loaded before the modules as the classic script
 // vendor/stomp.umd.min.js, global StompJs) and the connection status shown in the header.
-// The only file that sends frames: every SUBSCRIBE goes through subscribe(), every SEND
-// through sendWithReceipt(). What to do on connect, on loss and per MESSAGE is app.js's.
+// Every SUBSCRIBE goes through subscribe() and every SEND through sendWithReceipt(); what to
+// do on connect, on loss and per MESSAGE is app.js's.
 
 import { el } from './dom.js';
 import { state, nextSeq, RECONNECT_BASE_MS, RECONNECT_MAX_MS } from './state.js';
@@ -43,7 +43,6 @@ export function sendWithReceipt(destination, headers, body, onReceipt) {
   const receipt = `rcpt-${Date.now().toString(36)}-${nextSeq()}`;
   client.watchForReceipt(receipt, onReceipt);
   client.publish({ destination, headers: { ...headers, receipt }, body });
-  return receipt;
 }
 
 // ---------------------------------------------------------------- display name (CONNECT login)

@@ -1,7 +1,7 @@
 // The page's elements by id, a small element builder, and the price flash. Loaded as a module,
 // so it runs after the document is parsed and every id below exists.
 
-export const $ = (id) => document.getElementById(id);
+const $ = (id) => document.getElementById(id);
 
 export const el = {
   conn: $('conn'), connText: $('conn-text'), connLive: $('conn-live'),
