@@ -9,7 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -209,6 +209,36 @@ after(async () => {
 
 let alice;
 let bob;
+
+test('the page loads every module with a clean console', { timeout: 30000 }, async () => {
+  // Unlike watch(), nothing is excused here: the gateway is up, so any console error (a module
+  // that 404s or fails to parse shows only there), page error or failed request is a bug.
+  const ctx = await browser.newContext({ viewport: DESKTOP, colorScheme: 'dark', reducedMotion: 'reduce' });
+  const page = await ctx.newPage();
+  const seen = [];
+  page.on('pageerror', (err) => seen.push(`page error: ${err.message}`));
+  page.on('console', (msg) => { if (msg.type() === 'error') seen.push(`console error: ${msg.text()}`); });
+  page.on('requestfailed', (req) => seen.push(`request failed: ${req.url()} (${req.failure()?.errorText})`));
+  page.on('response', (res) => { if (res.status() >= 400) seen.push(`HTTP ${res.status()} for ${res.url()}`); });
+  await page.goto(`${gw.url}#${MARKET}`);
+  await eventually('connected with trades on the board and the chart', async () => {
+    if (seen.length) throw new Error(seen.join('; ')); // shown as the reason if this times out
+    return (await page.getAttribute('#conn', 'data-state')) === 'connected'
+      && (await tradeCount(page, MARKET)) > 0
+      && Number(await page.getAttribute('#chart', 'data-bars')) >= 1;
+  }, 15000);
+
+  // the vendored UMD builds are classic scripts that publish globals; the modules use them
+  assert.deepEqual(await page.evaluate(() => [typeof window.StompJs?.Client, typeof window.LightweightCharts?.createChart]),
+    ['function', 'function']);
+  // every module in static/js/ was fetched (and, with the board filled, evaluated)
+  const loaded = await page.evaluate(() => performance.getEntriesByType('resource').map((r) => new URL(r.name).pathname));
+  const modules = ['/app.js', ...readdirSync(path.join(ROOT, 'static/js')).filter((f) => f.endsWith('.js')).map((f) => `/js/${f}`)];
+  for (const m of modules) assert.ok(loaded.includes(m), `${m} loaded (loaded: ${loaded.join(', ')})`);
+  await page.waitForTimeout(1500); // a stats tick and a stats poll
+  assert.deepEqual(seen, []);
+  await ctx.close();
+});
 
 test('board shows trades for every demo market within seconds', { timeout: 30000 }, async () => {
   alice = await newPage();
