@@ -729,3 +729,6 @@ pub fn valid_traceparent(v: &str) -> bool {
             p.len() == *n && p.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         })
 }
+
+#[cfg(test)]
+mod tests;
