@@ -1,6 +1,7 @@
 //! Gateway configuration: command-line flags, each with an environment variable and a
 //! documented default. `stompgate --help` lists them all.
 
+use crate::hub::HistorySettings;
 use crate::hub::outbox::SlowConsumerPolicy;
 use crate::session::SessionSettings;
 use crate::stomp::Limits;
@@ -125,6 +126,15 @@ pub struct Config {
     /// Bytes one transaction may stage (records of its SENDs, ids of its ACKs).
     #[arg(long, env = "STOMPGATE_MAX_TRANSACTION_BYTES", default_value_t = 1024 * 1024)]
     pub max_transaction_bytes: usize,
+
+    /// Recent messages kept per destination for `x-history` and `x-resume-after` (0: none).
+    #[arg(long, env = "STOMPGATE_HISTORY_SIZE", default_value_t = 100)]
+    pub history_size: usize,
+
+    /// Bytes of history kept in all; past it the least recently used destinations lose
+    /// their history first.
+    #[arg(long, env = "STOMPGATE_HISTORY_BYTES", default_value_t = 128 * 1024 * 1024)]
+    pub history_bytes: usize,
 
     /// Largest WebSocket message (or TCP write) built from a batch of frames, in bytes; a
     /// single larger frame goes alone. Bounds the write buffers a burst leaves behind.
@@ -330,6 +340,13 @@ impl Config {
             max_body_bytes: self.max_body_bytes,
             max_headers: self.max_headers,
             max_header_line: self.max_header_line,
+        }
+    }
+
+    pub fn history(&self) -> HistorySettings {
+        HistorySettings {
+            per_destination: self.history_size,
+            max_bytes: self.history_bytes,
         }
     }
 

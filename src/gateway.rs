@@ -43,7 +43,7 @@ impl Gateway {
         config.validate()?;
         let auth = Auth::new(&config.auth()?)?;
         let metrics = Arc::new(Metrics::new());
-        let hub = Arc::new(Hub::new(metrics.clone()));
+        let hub = Arc::new(Hub::new(metrics.clone(), config.history()));
         let chat = Arc::new(Chat::new(&config.chat_topic));
         let router = Router::defaults(&config.trades_topic, &config.chat_topic);
         let topics = router.topics();

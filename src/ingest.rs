@@ -1,6 +1,6 @@
 //! Where consumed records enter the gateway: each record is routed to a publication, shown to
 //! the chat service (which learns message owners from the chat stream), and published on the
-//! hub. Implements the bus's `RecordSink`, so the bus knows nothing of what happens here.
+//! hub (records read back at start only fill the history). Implements the bus's `RecordSink`, so the bus knows nothing of what happens here.
 
 use crate::bus::{InboundRecord, RecordSink};
 use crate::chat::Chat;
@@ -16,18 +16,20 @@ pub struct Ingest {
     pub metrics: Arc<Metrics>,
 }
 
-impl RecordSink for Ingest {
+impl Ingest {
     /// Routes and publishes one record; a record that cannot be routed is counted, logged
     /// and skipped.
-    fn record(&self, record: &InboundRecord, source: &'static str) {
+    fn ingest(&self, record: &InboundRecord, source: &'static str, live: bool) {
         match self.router.publication(record) {
             Ok(publication) => {
-                self.metrics
-                    .publications_in
-                    .with_label_values(&[source])
-                    .inc();
+                if live {
+                    self.metrics
+                        .publications_in
+                        .with_label_values(&[source])
+                        .inc();
+                }
                 self.chat.observe(record, &publication.event_type);
-                self.hub.publish(&publication);
+                self.hub.publish(&publication, live);
             }
             Err(reason) => {
                 self.metrics
@@ -43,5 +45,19 @@ impl RecordSink for Ingest {
                 );
             }
         }
+    }
+}
+
+impl RecordSink for Ingest {
+    fn record(&self, record: &InboundRecord, source: &'static str) {
+        self.ingest(record, source, true);
+    }
+
+    fn history(&self, record: &InboundRecord, source: &'static str) {
+        self.ingest(record, source, false);
+    }
+
+    fn partition_start(&self, topic: &str, partition: i32, offset: i64) {
+        self.hub.partition_start(topic, partition, offset);
     }
 }

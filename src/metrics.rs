@@ -39,6 +39,14 @@ pub struct Metrics {
     pub kafka_lag: IntGauge,
     /// Delay from the event timestamp to the write to the socket, seconds.
     pub delivery_delay: Histogram,
+    /// Bytes of per-destination history kept in memory.
+    pub history_bytes: IntGauge,
+    /// Destinations whose whole history was dropped to stay under the byte cap.
+    pub history_evictions: IntCounter,
+    /// Messages sent from history on SUBSCRIBE (`x-history`, `x-resume-after`).
+    pub replayed: IntCounter,
+    /// Resumes by outcome (`recovered`, `gap`).
+    pub resumes: IntCounterVec,
 }
 
 impl Metrics {
@@ -133,6 +141,20 @@ impl Metrics {
                 "Kafka consumer lag summed over assigned partitions",
             ),
             delivery_delay,
+            history_bytes: gauge("history_bytes", "Bytes of per-destination history kept"),
+            history_evictions: counter(
+                "history_evictions_total",
+                "Destinations whose history was dropped to stay under --history-bytes",
+            ),
+            replayed: counter(
+                "replayed_total",
+                "Messages sent from history on SUBSCRIBE (x-history, x-resume-after)",
+            ),
+            resumes: counter_vec(
+                "resumes_total",
+                "SUBSCRIBEs with x-resume-after, by outcome (recovered, gap)",
+                "outcome",
+            ),
             registry,
         }
     }

@@ -4,7 +4,7 @@
 
 use crate::bus::InboundRecord;
 use crate::destination::{MARKET_PREFIX, valid_market_id};
-use crate::hub::publication::Publication;
+use crate::hub::publication::{Origin, Publication};
 use bytes::Bytes;
 use thiserror::Error;
 
@@ -119,14 +119,27 @@ impl Router {
                 .unwrap_or(default)
                 .to_string(),
         };
+        let origin = Origin {
+            topic: rec.topic.as_str().into(),
+            partition: rec.partition,
+            offset: rec.offset,
+        };
+        // A W3C trace context crosses from the record to the MESSAGE (well-formed only).
+        let extra_headers = rec
+            .header("traceparent")
+            .filter(|v| v.len() == 55 && v.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+            .map(|v| vec![("traceparent".to_string(), v.to_string())])
+            .unwrap_or_default();
         Ok(Publication {
             destination: destination.into(),
             event_type,
-            message_id: format!("{}-{}-{}", rec.topic, rec.partition, rec.offset),
+            message_id: origin.message_id(),
             timestamp_ms: rec.timestamp_ms,
             content_type: "application/json",
             body: rec.value.clone(),
             conflatable: route.conflatable,
+            origin: Some(origin),
+            extra_headers,
         })
     }
 }

@@ -28,7 +28,10 @@ impl Bus for LocalBus {
     fn send(&self, record: OutboundRecord) -> SendFuture {
         let offset = {
             let mut offsets = self.offsets.lock().expect("offsets lock poisoned");
-            let next = offsets.entry(record.topic.clone()).or_insert(0);
+            let next = offsets.entry(record.topic.clone()).or_insert_with(|| {
+                self.sink.partition_start(&record.topic, 0, 0);
+                0
+            });
             *next += 1;
             *next - 1
         };

@@ -33,6 +33,11 @@ pub trait Bus: Send + Sync {
 
 /// Receives every record the bus consumes, in order per partition.
 pub trait RecordSink: Send + Sync {
-    /// One record from `source` (`kafka` or `local`).
+    /// One live record from `source` (`kafka` or `local`).
     fn record(&self, record: &InboundRecord, source: &'static str);
+    /// One record read back from the log at start, older than anything live: it fills
+    /// history and is not delivered to subscribers as new.
+    fn history(&self, record: &InboundRecord, source: &'static str);
+    /// The bus starts reading `topic`/`partition` at `offset` (before any of its records).
+    fn partition_start(&self, topic: &str, partition: i32, offset: i64);
 }

@@ -34,6 +34,11 @@ pub enum Out {
         sub: Arc<Subscription>,
         msg: Arc<Encoded>,
     },
+    /// A message from history, sent on SUBSCRIBE before live ones (`x-replay:true`).
+    Replay {
+        sub: Arc<Subscription>,
+        msg: Arc<Encoded>,
+    },
 }
 
 /// What happened to a pushed message.
@@ -99,7 +104,7 @@ impl Outbox {
                     Out::Message { sub: s, msg: m } => {
                         Arc::ptr_eq(s, sub) && m.destination == msg.destination
                     }
-                    Out::Frame(_) => false,
+                    _ => false,
                 });
                 match same {
                     Some(slot) => *slot = item,
@@ -124,6 +129,32 @@ impl Outbox {
             self.notify.notify_one();
         }
         Pushed::Queued
+    }
+
+    /// Queues a message from history for `sub` (held to the bound like any other).
+    pub fn push_replay(&self, sub: &Arc<Subscription>, msg: &Arc<Encoded>) {
+        let size = message_size(sub, msg);
+        let mut inner = self.inner.lock().expect("outbox lock poisoned");
+        if inner.closed.is_some() {
+            return;
+        }
+        if inner.bytes + size > self.limit {
+            inner.closed = Some(Disconnect::SlowConsumer);
+            drop(inner);
+            self.notify.notify_one();
+            self.closed_notify.notify_one();
+            return;
+        }
+        let was_empty = inner.queue.is_empty();
+        inner.bytes += size;
+        inner.queue.push_back(Out::Replay {
+            sub: sub.clone(),
+            msg: msg.clone(),
+        });
+        drop(inner);
+        if was_empty {
+            self.notify.notify_one();
+        }
     }
 
     /// Queues a frame of the session itself. Control frames are small and few, so they are

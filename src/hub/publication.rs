@@ -9,8 +9,37 @@ use crate::stomp::{Version, escape_into, needs_escaping};
 use bytes::Bytes;
 use std::sync::Arc;
 
+/// Where a publication comes from in the log: a position of one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Origin {
+    /// `<topic>-<partition>-<offset>`, the form of a `message-id`.
+    pub fn message_id(&self) -> String {
+        format!("{}-{}-{}", self.topic, self.partition, self.offset)
+    }
+
+    /// Reads `<topic>-<partition>-<offset>` (topics may contain `-`).
+    pub fn parse(id: &str) -> Option<Origin> {
+        let (rest, offset) = id.trim().rsplit_once('-')?;
+        let (topic, partition) = rest.rsplit_once('-')?;
+        if topic.is_empty() {
+            return None;
+        }
+        Some(Origin {
+            topic: topic.into(),
+            partition: partition.parse().ok()?,
+            offset: offset.parse().ok()?,
+        })
+    }
+}
+
 /// One event to broadcast on a destination.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Publication {
     pub destination: Arc<str>,
     pub event_type: String,
@@ -22,12 +51,17 @@ pub struct Publication {
     pub body: Bytes,
     /// A slow client may skip this for a newer one on the same destination.
     pub conflatable: bool,
+    /// Its position in the log, when it came from one.
+    pub origin: Option<Origin>,
+    /// Headers carried from the record (such as `traceparent`).
+    pub extra_headers: Vec<(String, String)>,
 }
 
 /// The shared part of a publication's MESSAGE frames, for each STOMP version.
 #[derive(Debug)]
 pub struct Encoded {
     pub destination: Arc<str>,
+    pub origin: Option<Origin>,
     pub message_id: Arc<str>,
     pub timestamp_ms: i64,
     pub conflatable: bool,
@@ -43,18 +77,25 @@ impl Encoded {
 
 impl Publication {
     /// Encodes the shared part once; versions share one buffer unless escaping differs.
-    pub fn encode(&self) -> Encoded {
+    /// `cursor` is the destination's resume cursor as of this message (`x-cursor`).
+    pub fn encode(&self, cursor: Option<&str>) -> Encoded {
         let timestamp = self.timestamp_ms.to_string();
-        let headers: [(&str, &str); 5] = [
+        let mut headers: Vec<(&str, &str)> = vec![
             ("destination", &self.destination),
             ("message-id", &self.message_id),
             ("content-type", self.content_type),
             ("event-type", &self.event_type),
             ("timestamp", &timestamp),
         ];
+        if let Some(c) = cursor {
+            headers.push(("x-cursor", c));
+        }
+        for (k, v) in &self.extra_headers {
+            headers.push((k, v));
+        }
         let encode = |version: Version| -> Bytes {
             let mut out = Vec::with_capacity(160 + self.body.len());
-            for (name, value) in headers {
+            for &(name, value) in &headers {
                 out.extend_from_slice(name.as_bytes());
                 out.push(b':');
                 escape_into(value, version, &mut out);
@@ -81,6 +122,7 @@ impl Publication {
         };
         Encoded {
             destination: self.destination.clone(),
+            origin: self.origin.clone(),
             message_id: self.message_id.as_str().into(),
             timestamp_ms: self.timestamp_ms,
             conflatable: self.conflatable,
@@ -104,12 +146,13 @@ mod tests {
             content_type: "application/json",
             body: Bytes::from_static(b"{\"p\":1}"),
             conflatable: true,
+            ..Default::default()
         }
     }
 
     #[test]
     fn shared_part_completes_a_parseable_message() {
-        let enc = publication("/topic/market/KRW-BTC").encode();
+        let enc = publication("/topic/market/KRW-BTC").encode(None);
         let mut wire = BytesMut::from(&b"MESSAGE\nsubscription:s1\n"[..]);
         wire.extend_from_slice(enc.bytes(Version::V1_2));
         let Some(Parsed::Frame(f)) = parse(&mut wire, Version::V1_2, &Limits::default()).unwrap()
@@ -128,15 +171,36 @@ mod tests {
     }
 
     #[test]
+    fn origins_read_back_from_message_ids() {
+        let o = Origin::parse("topic-upbit-3-812").unwrap();
+        assert_eq!((&*o.topic, o.partition, o.offset), ("topic-upbit", 3, 812));
+        assert_eq!(o.message_id(), "topic-upbit-3-812");
+        for bad in ["", "x", "-1-2", "t-a-1", "t-1-b"] {
+            assert!(Origin::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cursor_and_record_headers_are_encoded() {
+        let mut p = publication("/topic/market/KRW-BTC");
+        p.extra_headers
+            .push(("traceparent".into(), "00-a-b-01".into()));
+        let enc = p.encode(Some("trades-0-7,chat-1-2"));
+        let text = std::str::from_utf8(enc.bytes(Version::V1_2)).unwrap();
+        assert!(text.contains("x-cursor:trades-0-7,chat-1-2\n"), "{text}");
+        assert!(text.contains("traceparent:00-a-b-01\n"), "{text}");
+    }
+
+    #[test]
     fn versions_share_bytes_unless_escaping_differs() {
-        let enc = publication("/topic/market/KRW-BTC").encode();
+        let enc = publication("/topic/market/KRW-BTC").encode(None);
         assert_eq!(
             enc.bytes(Version::V1_0).as_ptr(),
             enc.bytes(Version::V1_2).as_ptr()
         );
         let mut odd = publication("/topic/market/KRW-BTC");
         odd.message_id = "a:b".into();
-        let enc = odd.encode();
+        let enc = odd.encode(None);
         assert!(enc.bytes(Version::V1_2).starts_with(b"destination"));
         assert!(
             std::str::from_utf8(enc.bytes(Version::V1_2))

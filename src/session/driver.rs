@@ -28,7 +28,7 @@ use tokio::time::Instant;
 /// Something the session waits for in order: a broker acknowledgement, or a receipt queued
 /// behind one.
 enum Pending {
-    Receipt(String),
+    Receipt(Frame),
     Send {
         receipt: Option<String>,
         result: Result<(), SendError>,
@@ -293,10 +293,24 @@ impl Session {
     fn apply(&mut self, effect: Effect) {
         match effect {
             Effect::Reply(frame) => self.reply(&frame),
-            Effect::Subscribe(sub) => self.cx.hub.subscribe(Subscriber {
+            Effect::Subscribe {
                 sub,
-                outbox: self.outbox.clone(),
-            }),
+                replay,
+                receipt,
+            } => {
+                let subscriber = Subscriber {
+                    sub,
+                    outbox: self.outbox.clone(),
+                };
+                let recovered = self.cx.hub.subscribe(subscriber, &replay);
+                if let Some(id) = receipt {
+                    let mut frame = Frame::receipt(&id);
+                    if let Some(r) = recovered {
+                        frame = frame.with("x-recovered", if r { "true" } else { "false" });
+                    }
+                    self.receipt(frame);
+                }
+            }
             Effect::Unsubscribe(sub) => {
                 self.cx.hub.unsubscribe(&sub);
             }
@@ -317,14 +331,7 @@ impl Session {
                     Pending::Send { receipt, result }
                 }));
             }
-            Effect::Receipt(id) => {
-                if self.pending.is_empty() {
-                    self.reply(&Frame::receipt(&id));
-                } else {
-                    self.pending
-                        .push_back(Box::pin(async move { Pending::Receipt(id) }));
-                }
-            }
+            Effect::Receipt(id) => self.receipt(Frame::receipt(&id)),
             Effect::Disconnect(receipt) => {
                 self.pending
                     .push_back(Box::pin(async move { Pending::Disconnect(receipt) }));
@@ -339,9 +346,19 @@ impl Session {
         }
     }
 
+    /// Sends a RECEIPT now, or after the acknowledgements still pending.
+    fn receipt(&mut self, frame: Frame) {
+        if self.pending.is_empty() {
+            self.reply(&frame);
+        } else {
+            self.pending
+                .push_back(Box::pin(async move { Pending::Receipt(frame) }));
+        }
+    }
+
     fn on_pending(&mut self, done: Pending) -> Result<(), Close> {
         match done {
-            Pending::Receipt(id) => self.reply(&Frame::receipt(&id)),
+            Pending::Receipt(frame) => self.reply(&frame),
             Pending::Send {
                 receipt,
                 result: Ok(()),

@@ -15,6 +15,7 @@ use crate::chat::Sender;
 use crate::clock::now_ms;
 use crate::destination::SubscribeTarget;
 use crate::disconnect::Disconnect;
+use crate::hub::Replay;
 use crate::hub::subscription::{AckMode, Subscription};
 use crate::stomp::{Command, Frame, Version};
 use std::collections::HashMap;
@@ -34,8 +35,13 @@ const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
 pub enum Effect {
     /// Queue this frame for the client.
     Reply(Frame),
-    /// Register this subscription on the hub.
-    Subscribe(Arc<Subscription>),
+    /// Register this subscription on the hub, after queuing what `replay` asks for; then
+    /// send the RECEIPT (if asked) saying whether a resume found nothing missing.
+    Subscribe {
+        sub: Arc<Subscription>,
+        replay: Replay,
+        receipt: Option<String>,
+    },
     /// Remove this subscription from the hub.
     Unsubscribe(Arc<Subscription>),
     /// Hand these records to the bus now (in order); when the bus has them all, send the
@@ -548,11 +554,45 @@ impl Protocol {
             self.version(),
             ack,
         ));
+        let replay = self.replay(cx, frame)?;
         self.sub_bytes += bytes;
         self.subs.insert(id.to_string(), sub.clone());
-        out.push(Effect::Subscribe(sub));
-        Protocol::receipt(frame, out);
+        out.push(Effect::Subscribe {
+            sub,
+            replay,
+            receipt: frame.header("receipt").map(str::to_string),
+        });
         Ok(())
+    }
+
+    /// What a SUBSCRIBE asks to be sent first: `x-resume-after:<cursor>` (everything after
+    /// it) or `x-history:<n>` (the n most recent), the former winning when both are given.
+    fn replay(&self, cx: &SessionContext, frame: &Frame) -> Result<Replay, Close> {
+        if let Some(cursor) = frame.header("x-resume-after") {
+            return Replay::parse_cursor(cursor).map(Replay::After).ok_or_else(|| {
+                self.protocol_error(
+                    cx,
+                    "bad_resume",
+                    "invalid x-resume-after",
+                    "x-resume-after takes the message-id (or x-cursor) of the last message received: <topic>-<partition>-<offset>, comma-separated for several partitions.",
+                    Some(frame),
+                )
+            });
+        }
+        match frame.header("x-history") {
+            None => Ok(Replay::Nothing),
+            Some(n) => match n.trim().parse::<usize>() {
+                Ok(0) => Ok(Replay::Nothing),
+                Ok(n) => Ok(Replay::Last(n)),
+                Err(_) => Err(self.protocol_error(
+                    cx,
+                    "bad_history",
+                    "invalid x-history",
+                    "x-history takes the number of recent messages to send first, e.g. x-history:50.",
+                    Some(frame),
+                )),
+            },
+        }
     }
 
     fn on_unsubscribe(

@@ -69,7 +69,9 @@ pub fn assemble(
         .iter()
         .map(|i| match i {
             Out::Frame(b) => b.len(),
-            Out::Message { sub, msg } => sub.prefix.len() + msg.bytes(version).len() + 24,
+            Out::Message { sub, msg } | Out::Replay { sub, msg } => {
+                sub.prefix.len() + msg.bytes(version).len() + 40
+            }
         })
         .sum();
     let first = if shape.batch {
@@ -85,14 +87,18 @@ pub fn assemble(
     let delivered_before = stats.delivered;
     for item in items.drain(..) {
         let start = cur.len();
+        let replay = matches!(item, Out::Replay { .. });
         match item {
             Out::Frame(frame) => cur.extend_from_slice(&frame),
-            Out::Message { sub, msg } => {
+            Out::Message { sub, msg } | Out::Replay { sub, msg } => {
                 // Messages queued before an UNSUBSCRIBE are not delivered after it.
                 if !sub.is_active() {
                     continue;
                 }
                 cur.extend_from_slice(&sub.prefix);
+                if replay {
+                    cur.extend_from_slice(b"x-replay:true\n");
+                }
                 if sub.ack != AckMode::Auto {
                     let (ack_id, over) = acks.track(&sub, &msg.message_id);
                     too_many_acks |= over;
@@ -151,10 +157,11 @@ mod tests {
             content_type: "application/json",
             body: Bytes::from(vec![b'x'; 100]),
             conflatable: true,
+            ..Default::default()
         };
         Out::Message {
             sub: sub.clone(),
-            msg: Arc::new(p.encode()),
+            msg: Arc::new(p.encode(None)),
         }
     }
 

@@ -15,12 +15,14 @@ use tokio_util::sync::CancellationToken;
 struct Nowhere;
 impl RecordSink for Nowhere {
     fn record(&self, _: &InboundRecord, _: &'static str) {}
+    fn history(&self, _: &InboundRecord, _: &'static str) {}
+    fn partition_start(&self, _: &str, _: i32, _: i64) {}
 }
 
 fn context() -> SessionContext {
     let metrics = Arc::new(Metrics::new());
     SessionContext::new(
-        Arc::new(Hub::new(metrics.clone())),
+        Arc::new(Hub::new(metrics.clone(), Default::default())),
         Arc::new(LocalBus::new(Arc::new(Nowhere))),
         Arc::new(Chat::new("chat")),
         Auth::new(&AuthSettings::default()).unwrap(),
@@ -121,6 +123,9 @@ fn receipts(effects: &[Effect]) -> Vec<&str> {
         .iter()
         .filter_map(|e| match e {
             Effect::Receipt(id) => Some(id.as_str()),
+            Effect::Subscribe {
+                receipt: Some(id), ..
+            } => Some(id.as_str()),
             Effect::Produce {
                 receipt: Some(id), ..
             } => Some(id.as_str()),
@@ -194,7 +199,7 @@ fn receipts_follow_the_frames_that_asked_for_them_in_order() {
     all.extend(h.ok("UNSUBSCRIBE\nid:0\nreceipt:r3\n\n\0"));
     assert_eq!(receipts(&all), ["r1", "r2", "r3"]);
     assert!(
-        matches!(all[0], Effect::Subscribe(_)),
+        matches!(all[0], Effect::Subscribe { .. }),
         "subscribed before its receipt"
     );
     let Some(Effect::Produce { records, .. }) =
@@ -282,7 +287,7 @@ fn delivered(h: &mut Harness, ack: &str, n: usize) -> Arc<Subscription> {
     let out = h.ok(&format!(
         "SUBSCRIBE\nid:s\nack:{ack}\ndestination:/topic/market/A\n\n\0"
     ));
-    let Some(Effect::Subscribe(sub)) = out.into_iter().next() else {
+    let Some(Effect::Subscribe { sub, .. }) = out.into_iter().next() else {
         panic!("no subscription");
     };
     for i in 0..n {
@@ -464,5 +469,45 @@ fn token_refresh_needs_authentication() {
     assert_eq!(
         m, "token refresh refused",
         "without JWT there is nothing to refresh"
+    );
+}
+
+#[test]
+fn history_and_resume_headers_become_the_replay() {
+    let mut h = Harness::connected("1.2");
+    let out = h.ok("SUBSCRIBE\nid:0\ndestination:/topic/market/A\nx-history:20\n\n\0");
+    assert!(matches!(
+        &out[..],
+        [Effect::Subscribe {
+            replay: Replay::Last(20),
+            ..
+        }]
+    ));
+    let out = h.ok(
+        "SUBSCRIBE\nid:1\ndestination:/topic/market/B\nx-history:5\nx-resume-after:trades-0-9,chat-2-1\nreceipt:r\n\n\0",
+    );
+    let [
+        Effect::Subscribe {
+            replay: Replay::After(c),
+            receipt,
+            ..
+        },
+    ] = &out[..]
+    else {
+        panic!("{out:?}");
+    };
+    assert_eq!(c.len(), 2);
+    assert_eq!(receipt.as_deref(), Some("r"));
+    let mut h = Harness::connected("1.2");
+    assert_eq!(
+        h.refused("SUBSCRIBE\nid:0\ndestination:/topic/market/A\nx-history:lots\n\n\0")
+            .0,
+        "invalid x-history"
+    );
+    let mut h = Harness::connected("1.2");
+    assert_eq!(
+        h.refused("SUBSCRIBE\nid:0\ndestination:/topic/market/A\nx-resume-after:yesterday\n\n\0")
+            .0,
+        "invalid x-resume-after"
     );
 }
