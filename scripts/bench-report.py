@@ -127,7 +127,7 @@ def main():
     o = []
     o.append("# Benchmarks\n")
     o.append(
-        "Produced by `scripts/bench.sh` (load generator: `src/bin/loadgen.rs`; ceiling: "
+        "Produced by `scripts/bench.sh` (load generator: `src/bin/loadgen/`; ceiling: "
         "`src/bin/ceiling.rs`; peers: `scripts/bench-peers.sh`, `bench/spring-broker/`). "
         "Every figure below comes from one run on one machine, all servers measured in the same run "
         "with the same load generator. Ratios say how many times better stompgate is "
