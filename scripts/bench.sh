@@ -186,7 +186,10 @@ for line in open(sys.argv[1]):
         print(f"  {r.get('target')} {r.get('scenario')}: {r.get('error')}"); continue
     if r["mode"] == "Fixed":
         print(f"  {r['target']:<10} {r['scenario']}: delivered {r['received']}/{r['expected']} "
-              f"({r['delivered_per_s']:.0f}/s), lost {r['lost']}, p99 {r['p99_ms']} ms")
+              f"({r['delivered_per_s']:.0f}/s), lost {r['lost']}, p50 {r['p50_ms']} p99 {r['p99_ms']} "
+              f"p999 {r['p999_ms']} ms, CPU per delivery: server {r.get('server_cpu_us_per_delivery')} µs, "
+              f"loadgen {r.get('loadgen_cpu_us_per_delivery')} µs; CPU pressure "
+              f"{r.get('scenario_cpu_psi_before')} -> {r.get('scenario_cpu_psi_after')}%")
     else:
         print(f"  {r['target']:<10} {r['scenario']}: {r['ready']}/{r['connections']} subscribed in {r['connect_s']} s")
 EOF

@@ -44,9 +44,9 @@ use tokio::sync::Semaphore;
 
 use args::{Args, BodyFormat, Mode};
 use hist::Hist;
-use procfs::Proc;
+use procfs::{Proc, cpu_pressure};
 use publisher::{PubCfg, open_publisher, publisher};
-use report::{emit, r3};
+use report::{emit, pressure, r3};
 use scenarios::Connected;
 use shared::Shared;
 use step::Run;
@@ -140,6 +140,7 @@ async fn real_main(a: Args) -> i32 {
         a.source_base as usize + sources.len() - 1
     );
     let rss_before = proc_.server_rss();
+    let psi_before = cpu_pressure();
 
     // Publishers first, so probes can flow as soon as subscribers are there.
     let needs_publishers = a.mode != Mode::Idle && a.mode != Mode::Storm || !receipt;
@@ -301,6 +302,16 @@ async fn real_main(a: Args) -> i32 {
             "  closed by server: {closed}, out of order: {ooo}{}",
             err.map_or(String::new(), |e| format!(", first error: {e}"))
         );
+    }
+    let psi_after = cpu_pressure();
+    eprintln!(
+        "  cpu pressure (/proc/pressure/cpu some avg10): {}% before the scenario, {}% after",
+        pressure(psi_before),
+        pressure(psi_after)
+    );
+    if let Some(o) = out.as_object_mut() {
+        o.insert("scenario_cpu_psi_before".into(), json!(psi_before));
+        o.insert("scenario_cpu_psi_after".into(), json!(psi_after));
     }
     emit(out);
     code

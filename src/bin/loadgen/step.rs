@@ -1,6 +1,10 @@
 //! One measured step: load at a rate for a while, then drain, then count what was
-//! expected, received and lost, with latency percentiles and the server's CPU and RSS.
-//! The ramp retries a failed step before it counts.
+//! expected, received and lost, with latency percentiles, the server's CPU and RSS and
+//! the CPU cost of one delivery: CPU seconds (user + system) of the server process, and
+//! of the load generator, over the measuring window ÷ deliveries read in that window.
+//! On a shared machine a p99 moves between sittings while CPU per delivery barely does,
+//! so this is the figure that ranks servers; the CPU pressure before and after the
+//! window says how busy the machine was. The ramp retries a failed step before it counts.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -10,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::args::Args;
 use crate::hist::{Pct, percentiles};
-use crate::procfs::Proc;
+use crate::procfs::{Proc, cpu_pressure};
 use crate::report::{human_step, r1, r3};
 use crate::shared::Shared;
 
@@ -34,6 +38,15 @@ pub struct StepResult {
     pub loadgen_cpu: Option<f64>,
     pub server_rss_kb: Option<u64>,
     pub secs: f64,
+    /// Deliveries read by subscribers during the measuring window.
+    pub window_deliveries: u64,
+    /// Server process CPU µs (user + system) per delivery in the window.
+    pub server_us_per_delivery: Option<f64>,
+    /// The load generator's own CPU µs per delivery in the window.
+    pub loadgen_us_per_delivery: Option<f64>,
+    /// `/proc/pressure/cpu` `some` avg10 (%) before and after the window.
+    pub psi_before: Option<f64>,
+    pub psi_after: Option<f64>,
 }
 
 impl StepResult {
@@ -58,6 +71,11 @@ impl StepResult {
             "loadgen_cpu_pct": self.loadgen_cpu.map(r1),
             "server_rss_kb": self.server_rss_kb,
             "secs": r3(self.secs),
+            "window_deliveries": self.window_deliveries,
+            "server_cpu_us_per_delivery": self.server_us_per_delivery.map(r3),
+            "loadgen_cpu_us_per_delivery": self.loadgen_us_per_delivery.map(r3),
+            "cpu_psi_before": self.psi_before,
+            "cpu_psi_after": self.psi_after,
         })
     }
 }
@@ -128,6 +146,7 @@ impl Run {
         let c0 = self.conn_counts();
         let p0 = self.pub_counts();
         let r0 = sh.received.load(Relaxed);
+        let psi_before = cpu_pressure();
         let m0 = self.proc_.mark();
         let t0 = Instant::now();
         sh.set_rate_per_dest(pub_rate_per_dest);
@@ -153,6 +172,7 @@ impl Run {
         let elapsed = t0.elapsed().as_secs_f64();
         sh.set_rate_per_dest(0.0);
         let m1 = self.proc_.mark();
+        let psi_after = cpu_pressure();
         let rss = self.proc_.server_rss();
         tokio::time::sleep(Duration::from_millis(20)).await;
         let p1 = self.pub_counts();
@@ -196,9 +216,15 @@ impl Run {
             lost += e.saturating_sub(g);
         }
         let (scpu, mcpu) = Proc::cpu_pct(&m0, &m1);
+        let (ssecs, msecs) = Proc::cpu_secs(&m0, &m1);
+        let window_deliveries = r1_ - r0;
+        let per = |cpu: Option<f64>| {
+            cpu.filter(|_| window_deliveries > 0)
+                .map(|s| s * 1e6 / window_deliveries as f64)
+        };
         StepResult {
             target_rate: rate,
-            delivered_per_s: (r1_ - r0) as f64 / elapsed,
+            delivered_per_s: window_deliveries as f64 / elapsed,
             expected,
             received,
             lost,
@@ -207,6 +233,11 @@ impl Run {
             loadgen_cpu: mcpu,
             server_rss_kb: rss,
             secs: elapsed,
+            window_deliveries,
+            server_us_per_delivery: per(ssecs),
+            loadgen_us_per_delivery: per(msecs),
+            psi_before,
+            psi_after,
         }
     }
 }
