@@ -1,11 +1,13 @@
 //! `loadgen`: a STOMP-over-WebSocket load generator for stompgate and its peers
-//! (RabbitMQ Web-STOMP, Spring's SimpleBroker, the bare `ceiling` broadcaster).
+//! (the bare `ceiling` broadcaster, Bun's WebSocket pub/sub, RabbitMQ Web-STOMP, Spring's
+//! SimpleBroker).
 //!
 //! It opens N subscriber connections spread over several 127.0.0.x source addresses,
 //! subscribes them to D destinations, publishes with STOMP SEND from publisher
 //! connections at a set or ramping rate and measures delivered messages/s, end-to-end
-//! latency, loss (per-destination sequence numbers), connect+subscribe time and the
-//! server's RSS and CPU from /proc.
+//! latency, loss (per-destination sequence numbers), connect+subscribe time, the
+//! server's RSS and CPU from /proc, CPU µs per delivery (the server's and its own) and
+//! the machine's CPU pressure.
 //!
 //! Every published body carries a token `@@<dest>:<seq>:<nanos>@@` (nanos since this
 //! process started: one clock). Receivers find it by a byte search over the raw
