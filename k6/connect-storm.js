@@ -10,7 +10,7 @@
 import ws from 'k6/ws';
 import { check } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
-import { connectFrame } from './stomp.js';
+import { command, connectFrame, subscribeFrame } from './stomp.js';
 
 const URL = __ENV.URL || 'ws://127.0.0.1:8080/ws';
 const VUS = parseInt(__ENV.VUS || '500', 10);
@@ -35,13 +35,13 @@ export default function () {
   const res = ws.connect(URL, { headers: { 'Sec-WebSocket-Protocol': 'v12.stomp' } }, (socket) => {
     socket.on('open', () => socket.send(connectFrame()));
     socket.on('message', (data) => {
-      const frame = data.replace(/^[\r\n]+/, '');
-      if (frame.startsWith('CONNECTED')) {
-        socket.send(`SUBSCRIBE\nid:0\ndestination:${DEST}\nack:auto\nreceipt:sub-0\n\n\0`);
-      } else if (frame.startsWith('RECEIPT')) {
+      const cmd = command(data);
+      if (cmd === 'CONNECTED') {
+        socket.send(subscribeFrame(DEST, { receipt: 'sub-0' }));
+      } else if (cmd === 'RECEIPT') {
         connectSubscribe.add(Date.now() - t0);
         socket.setTimeout(() => socket.close(), HOLD_MS);
-      } else if (frame.startsWith('ERROR')) {
+      } else if (cmd === 'ERROR') {
         errors.add(1);
         socket.close();
       }

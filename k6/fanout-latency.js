@@ -12,7 +12,7 @@
 // SUB_DEST, SEND_DEST, LOGIN, PASSCODE.
 import ws from 'k6/ws';
 import { Counter, Trend } from 'k6/metrics';
-import { connectFrame } from './stomp.js';
+import { command, connectFrame, latencyBody, latencyTokens, sendFrame, subscribeFrame } from './stomp.js';
 
 const URL = __ENV.URL || 'ws://127.0.0.1:8080/ws';
 const VUS = parseInt(__ENV.VUS || '200', 10);
@@ -47,24 +47,22 @@ const received = new Counter('stomp_messages_received');
 const sent = new Counter('stomp_messages_sent');
 const errors = new Counter('stomp_errors');
 
-const TOKEN = /@@k6:(\d+)@@/g;
-
 export function subscriber() {
   ws.connect(URL, { headers: { 'Sec-WebSocket-Protocol': 'v12.stomp' } }, (socket) => {
     socket.on('open', () => socket.send(connectFrame()));
     socket.on('message', (data) => {
-      const frame = data.replace(/^[\r\n]+/, '');
-      if (frame.startsWith('CONNECTED')) {
-        socket.send(`SUBSCRIBE\nid:0\ndestination:${SUB_DEST}\nack:auto\n\n\0`);
+      const cmd = command(data);
+      if (cmd === 'CONNECTED') {
+        socket.send(subscribeFrame(SUB_DEST));
         return;
       }
-      if (frame.startsWith('ERROR')) {
+      if (cmd === 'ERROR') {
         errors.add(1);
         return;
       }
       const now = Date.now();
-      for (const m of data.matchAll(TOKEN)) {
-        latency.add(now - parseInt(m[1], 10));
+      for (const sentMs of latencyTokens(data)) {
+        latency.add(now - sentMs);
         received.add(1);
       }
     });
@@ -77,14 +75,13 @@ export function publisher() {
   ws.connect(URL, { headers: { 'Sec-WebSocket-Protocol': 'v12.stomp' } }, (socket) => {
     socket.on('open', () => socket.send(connectFrame()));
     socket.on('message', (data) => {
-      const frame = data.replace(/^[\r\n]+/, '');
-      if (frame.startsWith('CONNECTED')) {
+      const cmd = command(data);
+      if (cmd === 'CONNECTED') {
         socket.setInterval(() => {
-          const body = JSON.stringify({ text: `@@k6:${Date.now()}@@` });
-          socket.send(`SEND\ndestination:${SEND_DEST}\ncontent-type:application/json\n\n${body}\0`);
+          socket.send(sendFrame(SEND_DEST, latencyBody(Date.now())));
           sent.add(1);
         }, 1000 / RATE);
-      } else if (frame.startsWith('ERROR')) {
+      } else if (cmd === 'ERROR') {
         errors.add(1);
       }
     });

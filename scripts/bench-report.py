@@ -7,10 +7,11 @@ import platform
 import subprocess
 import sys
 
-PEERS = ["ceiling", "rabbitmq", "spring"]
+PEERS = ["ceiling", "bun", "rabbitmq", "spring"]
 NAMES = {
     "stompgate": "stompgate",
     "ceiling": "ceiling (bare tokio-tungstenite)",
+    "bun": "Bun pub/sub (uWebSockets)",
     "rabbitmq": "RabbitMQ Web-STOMP",
     "spring": "Spring SimpleBroker",
 }
@@ -49,6 +50,8 @@ def sh(cmd):
 def fmt(v, unit=""):
     if v is None:
         return "—"
+    if isinstance(v, str):
+        return v
     if isinstance(v, float) and not v.is_integer():
         if abs(v) >= 100:
             s = f"{v:,.0f}"
@@ -121,17 +124,36 @@ def notes_for(results, scenario, targets):
 
 def main():
     results, meta, versions = load(sys.argv[1])
-    targets = [t for t in ["stompgate", "ceiling", "rabbitmq", "spring"] if any(k[1] == t for k in results)]
+    targets = [t for t in ["stompgate"] + PEERS if any(k[1] == t for k in results)]
     g = lambda key: (lambda r: r.get(key))  # noqa: E731
     mb = lambda key: (lambda r: r[key] / 1024 if r.get(key) is not None else None)  # noqa: E731
+
+    def psi(r):
+        a, b = r.get("scenario_cpu_psi_before"), r.get("scenario_cpu_psi_after")
+        if a is None and b is None:
+            return None
+        return f"{fmt(a)} → {fmt(b)}"
+
+    # CPU per delivery: CPU seconds (user + system) of the process over the measuring
+    # window ÷ deliveries read in it. Unlike a p99 it barely moves between sittings.
+    cpu_rows = [
+        ("server CPU per delivery (µs)", g("server_cpu_us_per_delivery"), False, ""),
+        ("load generator CPU per delivery (µs)", g("loadgen_cpu_us_per_delivery"), None, ""),
+        ("CPU pressure before → after the scenario (PSI some avg10, %)", psi, None, ""),
+    ]
     o = []
     o.append("# Benchmarks\n")
     o.append(
-        "Produced by `scripts/bench.sh` (load generator: `src/bin/loadgen.rs`; ceiling: "
-        "`src/bin/ceiling.rs`; peers: `scripts/bench-peers.sh`, `bench/spring-broker/`). "
+        "Produced by `scripts/bench.sh` (load generator: `src/bin/loadgen/`; ceiling: "
+        "`src/bin/ceiling.rs`; Bun: `bench/bun-peer/server.js`; peers: `scripts/bench-peers.sh`, `bench/spring-broker/`). "
         "Every figure below comes from one run on one machine, all servers measured in the same run "
         "with the same load generator. Ratios say how many times better stompgate is "
-        "(above 1: stompgate better; below 1: worse).\n"
+        "(above 1: stompgate better; below 1: worse). CPU per delivery is the server process's CPU time "
+        "(user + system, from `/proc/<pid>/stat`) over the measuring window ÷ the deliveries read in that "
+        "window; the load generator's own is beside it. On a shared machine it barely moves between "
+        "sittings while a p99 moves several times over, so it is the figure that ranks servers; the CPU "
+        "pressure (`/proc/pressure/cpu`, `some` avg10) before and after each scenario says how busy the "
+        "machine was.\n"
     )
     o.append("## Machine and run\n")
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
@@ -155,7 +177,7 @@ def main():
              "CPU is reported beside the server's.")
     o.append("")
     o.append("## Versions\n")
-    for k in ["stompgate", "rabbitmq", "spring", "kafka"]:
+    for k in ["stompgate", "bun", "rabbitmq", "spring", "kafka"]:
         if k in versions:
             o.append(f"- {k}: {versions[k]}")
     o.append("- ceiling: `src/bin/ceiling.rs` at the same commit (tokio-tungstenite, 4 KiB read buffer, the frames "
@@ -169,8 +191,9 @@ def main():
     o.append("- Messages: stompgate gets chat SENDs to `/app/market/M<i>/chat` with body "
              "`{\"text\":\"@@<dest>:<seq>:<nanos>@@\"}` and delivers its JSON chat record on "
              "`/topic/market/M<i>`; RabbitMQ and Spring get the same body SENT to `/topic/market.M<i>` and "
-             "deliver it as sent; the ceiling echoes it in a pre-encoded MESSAGE. Their bodies carry 100 (peers) and 150 "
-             "(ceiling) bytes of padding so that every MESSAGE on the wire is near the size of stompgate's (~270 bytes). "
+             "deliver it as sent; the ceiling and Bun's peer (the same STOMP subset) send it on in one MESSAGE "
+             "encoded once per SEND. Their bodies carry 100 (RabbitMQ, Spring) and 150 "
+             "(ceiling, Bun) bytes of padding so that every MESSAGE on the wire is near the size of stompgate's (~270 bytes). "
              "Latency is from the "
              "publisher's write to the subscriber's read, one clock.")
     o.append("")
@@ -184,9 +207,10 @@ def main():
         ("max delivered msgs/s", g("max_delivered_per_s"), True, ""),
         ("p50 at that rate (ms)", g("p50_ms"), None, ""),
         ("p99 at that rate (ms)", g("p99_ms"), None, ""),
+        ("p999 at that rate (ms)", g("p999_ms"), None, ""),
         ("server CPU at that rate (% of a core)", g("server_cpu_pct"), None, "%"),
         ("load generator CPU (% of a core)", g("loadgen_cpu_pct"), None, "%"),
-    ]))
+    ] + cpu_rows))
     o.append(notes_for(results, "1", targets))
 
     o.append("## 2. Latency at 100,000 delivered msgs/s (1,000 subscribers, 10 destinations)\n")
@@ -200,7 +224,7 @@ def main():
         ("server CPU (% of a core)", g("server_cpu_pct"), None, "%"),
         ("load generator CPU (% of a core)", g("loadgen_cpu_pct"), None, "%"),
         ("server RSS (MB)", mb("server_rss_kb"), False, ""),
-    ]))
+    ] + cpu_rows))
     o.append(notes_for(results, "2", targets))
 
     o.append("## 3. Idle connections: 19,000 connected and subscribed\n")
@@ -212,6 +236,7 @@ def main():
         ("server RSS (MB)", mb("server_rss_kb"), False, ""),
         ("time to connect+subscribe (s)", g("connect_s"), False, ""),
         ("idle server CPU (% of a core)", g("idle_server_cpu_pct"), None, "%"),
+        cpu_rows[2],
     ]))
     o.append(notes_for(results, "3", targets))
 
@@ -224,6 +249,7 @@ def main():
         ("connect+subscribe per s", g("connect_per_s"), True, ""),
         ("server CPU (% of a core)", g("server_cpu_pct"), None, "%"),
         ("load generator CPU (% of a core)", g("loadgen_cpu_pct"), None, "%"),
+        cpu_rows[2],
     ]))
     o.append(notes_for(results, "4", targets))
 
@@ -252,7 +278,7 @@ def main():
         ("delivered msgs/s", g("delivered_per_s"), True, ""),
         ("server RSS at 5 s (MB)", rss_first, None, ""),
         ("server RSS at 60 s (MB)", rss_last, False, ""),
-    ]))
+    ] + cpu_rows))
     rows = []
     for t in targets:
         r = results.get(("5", t))
@@ -283,7 +309,7 @@ def main():
             ("p999 (ms)", g("p999_ms"), None, ""),
             ("lost", g("lost"), None, ""),
             ("server CPU (% of a core)", g("server_cpu_pct"), None, "%"),
-        ]))
+        ] + cpu_rows))
         o.append(notes_for(results, "6", ["stompgate"]))
 
     o.append("## Targets\n")
@@ -316,6 +342,19 @@ def main():
     if sg3 and sg3.get("rss_per_conn_kb") is not None:
         o.append(f"- Scenario 3: {sg3['rss_per_conn_kb']} KB per idle connection at {sg3.get('held')} "
                  f"connections (goal ≤ 10 KB) {verdict(sg3['rss_per_conn_kb'] <= 10 and sg3.get('held') == 19000)}")
+    for s_ in ["2", "1"]:
+        sgc = res(s_, "stompgate")
+        if not sgc or sgc.get("server_cpu_us_per_delivery") is None:
+            continue
+        x = sgc["server_cpu_us_per_delivery"]
+        parts = [f"stompgate {x} µs"]
+        for t, goal in [("ceiling", "≤ the bare broadcaster's"), ("bun", "aim: ≤ Bun's")]:
+            p = res(s_, t)
+            if p and p.get("server_cpu_us_per_delivery") is not None:
+                parts.append(f"{NAMES[t]} {p['server_cpu_us_per_delivery']} µs ({goal}) "
+                             f"{verdict(x <= p['server_cpu_us_per_delivery'])}")
+        o.append(f"- Scenario {s_}: server CPU per delivery: " + "; ".join(parts))
+        break
     sg4 = res("4", "stompgate")
     if sg4:
         o.append(f"- Scenario 4: 10,000 clients in {sg4['connect_s']} s (goal ≤ 2 s) "

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # The benchmark suite in one command: installs the peers, builds, runs every scenario of
 # the benchmark issue against stompgate (embedded bus), the bare ceiling broadcaster,
-# RabbitMQ Web-STOMP and Spring's STOMP SimpleBroker, and writes docs/benchmarks.md.
+# Bun's WebSocket pub/sub (bench/bun-peer), RabbitMQ Web-STOMP and Spring's STOMP
+# SimpleBroker, and writes docs/benchmarks.md. Every measured step reports the server's
+# CPU µs per delivery (and the load generator's) and the CPU pressure around it.
 #
-#   scripts/bench.sh                      full run (about 25 minutes on 2 cores)
-#   scripts/bench.sh --smoke              seconds: small N against stompgate and the ceiling;
+#   scripts/bench.sh                      full run (about 30 minutes on 2 cores)
+#   scripts/bench.sh --smoke              seconds: small N against stompgate and the ceiling
+#                                         (--targets adds others, e.g. "stompgate ceiling bun");
 #                                         exits non-zero if nothing was delivered or anything lost
-#   options: --targets "stompgate ceiling rabbitmq spring"   --scenarios "1 2 3 4 5 6"
+#   options: --targets "stompgate ceiling bun rabbitmq spring"   --scenarios "1 2 3 4 5 6"
 #            --out FILE (default docs/benchmarks.md)   --k6 (also run k6/*.js; needs k6 on PATH)
 #            --resume: keep target/bench/results.jsonl and replace only the cells run now
 #
 # Every load targets loopback only, every run is bounded by `timeout`, and every server
-# started here (gateway, ceiling, RabbitMQ, Spring, Kafka) is stopped on exit.
+# started here (gateway, ceiling, Bun, RabbitMQ, Spring, Kafka) is stopped on exit.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,7 +22,8 @@ cd "$ROOT"
 CMDLINE="scripts/bench.sh${*:+ $*}"
 
 SMOKE=0
-TARGETS="stompgate ceiling rabbitmq spring"
+TARGETS="stompgate ceiling bun rabbitmq spring"
+TARGETS_SET=0
 SCENARIOS="1 2 3 4 5 6"
 OUT="docs/benchmarks.md"
 RUN_K6=0
@@ -27,12 +31,12 @@ RESUME=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE=1 ;;
-    --targets) TARGETS="$2"; shift ;;
+    --targets) TARGETS="$2"; TARGETS_SET=1; shift ;;
     --scenarios) SCENARIOS="$2"; shift ;;
     --out) OUT="$2"; shift ;;
     --k6) RUN_K6=1 ;;
     --resume) RESUME=1 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "bench: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -51,6 +55,7 @@ if [ "$SMOKE" = 1 ]; then
   LOG="$STATE/smoke.log"
   SG_PORT=18191
   CEIL_PORT=18192
+  BUN_PORT=18193
 fi
 if [ "$RESUME" = 0 ] || [ ! -f "$RESULTS" ]; then : >"$RESULTS"; fi
 : >"$LOG"
@@ -63,6 +68,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 FD_LIMIT="$(ulimit -n)"
 
 SPRING_PORT=15675
+BUN_PORT=15676
 SERVER_PID=""
 SERVER_KIND=""
 PEERS_USED=0
@@ -89,6 +95,7 @@ stop_target() {
       fi ;;
     rabbitmq) scripts/bench-peers.sh stop rabbitmq ;;
     spring) scripts/bench-peers.sh stop spring ;;
+    bun) scripts/bench-peers.sh stop bun ;;
   esac
   SERVER_PID=""
   SERVER_KIND=""
@@ -109,6 +116,8 @@ set_templates() {
     # The others deliver the body as sent; --pad brings their MESSAGE frames near the size of
     # stompgate's (its chat record and headers come to ~270 bytes).
     ceiling) URL="ws://127.0.0.1:$CEIL_PORT/ws"; SUB='/topic/market/M{i}'; SEND='/topic/market/M{i}'; EXTRA=(--pad 150) ;;
+    # Bun's peer encodes the same MESSAGE as the ceiling.
+    bun) URL="ws://127.0.0.1:$BUN_PORT/ws"; SUB='/topic/market/M{i}'; SEND='/topic/market/M{i}'; EXTRA=(--pad 150) ;;
     rabbitmq) URL="ws://127.0.0.1:15674/ws"; SUB='/topic/market.M{i}'; SEND='/topic/market.M{i}'; EXTRA=(--pad 100) ;;
     # Spring's SimpleBroker sends no RECEIPT for SUBSCRIBE: confirmed by a first message.
     spring) URL="ws://127.0.0.1:$SPRING_PORT/ws"; SUB='/topic/market.M{i}'; SEND='/topic/market.M{i}'; EXTRA=(--no-receipt --pad 100) ;;
@@ -131,10 +140,13 @@ start_target() { # kind [extra gateway flags...]
       target/release/ceiling --port "$CEIL_PORT" >>"$STATE/ceiling.log" 2>&1 &
       SERVER_PID=$!
       wait_port "$CEIL_PORT" 30 || { log "ceiling did not start"; return 1; } ;;
-    rabbitmq|spring)
+    rabbitmq|spring|bun)
       local line
-      if [ "$kind" = spring ]; then line="$(scripts/bench-peers.sh start spring "$SPRING_PORT")"
-      else line="$(scripts/bench-peers.sh start rabbitmq)"; fi || { log "$kind did not start"; return 1; }
+      case "$kind" in
+        spring) line="$(scripts/bench-peers.sh start spring "$SPRING_PORT")" ;;
+        bun) line="$(scripts/bench-peers.sh start bun "$BUN_PORT")" ;;
+        *) line="$(scripts/bench-peers.sh start rabbitmq)" ;;
+      esac || { log "$kind did not start"; return 1; }
       SERVER_PID="$(echo "$line" | awk '{print $2}')" ;;
   esac
   log "started $kind (pid $SERVER_PID)"
@@ -172,7 +184,12 @@ cargo build --release --bins 2>&1 | tail -3 | tee -a "$LOG" >&2
 
 if [ "$SMOKE" = 1 ]; then
   ok=1
-  for t in stompgate ceiling; do
+  SMOKE_TARGETS="stompgate ceiling"
+  if [ "$TARGETS_SET" = 1 ]; then SMOKE_TARGETS="$TARGETS"; fi
+  for t in $SMOKE_TARGETS; do
+    case "$t" in
+      bun|rabbitmq|spring) PEERS_USED=1; scripts/bench-peers.sh install "$t" 2>&1 | tee -a "$LOG" >&2 ;;
+    esac
     start_target "$t" || { ok=0; continue; }
     run smoke-fanout "$t" 30 --mode fixed -n 60 -d 3 --rate 6000 --duration 2 --warmup 0.5 --drain-secs 3 || ok=0
     run smoke-storm "$t" 30 --mode storm -n 300 -d 3 --connect-timeout 10 || ok=0
@@ -186,7 +203,10 @@ for line in open(sys.argv[1]):
         print(f"  {r.get('target')} {r.get('scenario')}: {r.get('error')}"); continue
     if r["mode"] == "Fixed":
         print(f"  {r['target']:<10} {r['scenario']}: delivered {r['received']}/{r['expected']} "
-              f"({r['delivered_per_s']:.0f}/s), lost {r['lost']}, p99 {r['p99_ms']} ms")
+              f"({r['delivered_per_s']:.0f}/s), lost {r['lost']}, p50 {r['p50_ms']} p99 {r['p99_ms']} "
+              f"p999 {r['p999_ms']} ms, CPU per delivery: server {r.get('server_cpu_us_per_delivery')} µs, "
+              f"loadgen {r.get('loadgen_cpu_us_per_delivery')} µs; CPU pressure "
+              f"{r.get('scenario_cpu_psi_before')} -> {r.get('scenario_cpu_psi_after')}%")
     else:
         print(f"  {r['target']:<10} {r['scenario']}: {r['ready']}/{r['connections']} subscribed in {r['connect_s']} s")
 EOF
@@ -196,12 +216,14 @@ fi
 
 # ------------------------------------------------------------------------------------
 NEED_PEERS=0
-has rabbitmq "$TARGETS" && NEED_PEERS=1
-has spring "$TARGETS" && NEED_PEERS=1
+PEER_TARGETS=""
+for p in bun rabbitmq spring; do
+  if has "$p" "$TARGETS"; then NEED_PEERS=1; PEER_TARGETS="$PEER_TARGETS $p"; fi
+done
 if [ "$NEED_PEERS" = 1 ]; then
-  log "installing peers"
+  log "installing peers:$PEER_TARGETS"
   PEERS_USED=1
-  scripts/bench-peers.sh install 2>&1 | tee -a "$LOG" >&2
+  for p in $PEER_TARGETS; do scripts/bench-peers.sh install "$p" 2>&1 | tee -a "$LOG" >&2; done
 fi
 
 START_TS="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -280,7 +302,8 @@ PSI_AFTER="$(head -1 /proc/pressure/cpu 2>/dev/null | awk '{print $2, $3, $4}')"
   echo "{\"kind\":\"meta\",\"command\":$(printf '%s' "$CMDLINE" | python3 -c 'import json,sys;print(json.dumps(sys.stdin.read()))'),\"start\":\"$START_TS\",\"end\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"fd_limit\":$FD_LIMIT,\"load_before\":\"$LOAD_BEFORE\",\"load_after\":\"$LOAD_AFTER\",\"psi_before\":\"$PSI_BEFORE\",\"psi_after\":\"$PSI_AFTER\"}"
   echo "{\"kind\":\"version\",\"name\":\"stompgate\",\"version\":\"$(git describe --always --dirty 2>/dev/null || echo unknown), $(rustc --version)\"}"
   if [ "$NEED_PEERS" = 1 ]; then
-    scripts/bench-peers.sh versions | while IFS= read -r l; do
+    # shellcheck disable=SC2086
+    scripts/bench-peers.sh versions $PEER_TARGETS | while IFS= read -r l; do
       python3 -c 'import json,sys; n,v=sys.argv[1].split(": ",1); print(json.dumps({"kind":"version","name":n,"version":v}))' "$l"
     done
   fi

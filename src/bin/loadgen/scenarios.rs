@@ -1,0 +1,183 @@
+//! The scenarios, one function per mode, run once every subscriber is connected (or the
+//! connect phase timed out): each adds its figures to the result object and returns the
+//! exit code (0: the scenario held; 1: something was lost, refused or never delivered).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use crate::args::Mode;
+use crate::procfs::{Proc, proc_rss_kb};
+use crate::report::{human_step, r1, r3};
+use crate::step::{Run, StepResult};
+
+/// What the connect phase left for the scenario to report.
+pub struct Connected {
+    pub ready: usize,
+    pub all_ready: bool,
+    pub rss_before: Option<u64>,
+    /// Server and load generator CPU (% of a core) during the connect phase.
+    pub cpu: (Option<f64>, Option<f64>),
+    pub slow_n: usize,
+}
+
+/// Runs the scenario of `--mode`.
+pub async fn run(run: &Run, c: &Connected, o: &mut Map<String, Value>) -> i32 {
+    match run.a.mode {
+        Mode::Storm => storm(run, c, o),
+        Mode::Idle => idle(run, c, o).await,
+        Mode::Fixed | Mode::Slow => fixed(run, c, o).await,
+        Mode::FanoutRamp => fanout_ramp(run, o).await,
+    }
+}
+
+/// Time for N connections to CONNECT and SUBSCRIBE (measured by the connect phase).
+fn storm(run: &Run, c: &Connected, o: &mut Map<String, Value>) -> i32 {
+    let (cs_cpu, cm_cpu) = c.cpu;
+    o.insert("server_cpu_pct".into(), json!(cs_cpu.map(r1)));
+    o.insert("loadgen_cpu_pct".into(), json!(cm_cpu.map(r1)));
+    o.insert("server_rss_kb".into(), json!(run.proc_.server_rss()));
+    i32::from(!c.all_ready)
+}
+
+/// N connections held idle; the server's RSS per connection.
+async fn idle(run: &Run, c: &Connected, o: &mut Map<String, Value>) -> i32 {
+    tokio::time::sleep(Duration::from_secs_f64(run.a.hold)).await;
+    let m0 = run.proc_.mark();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let m1 = run.proc_.mark();
+    let (icpu, _) = Proc::cpu_pct(&m0, &m1);
+    let rss_before = c.rss_before;
+    let rss_after = run.proc_.server_rss();
+    let still = c
+        .ready
+        .saturating_sub(run.sh.closed_after_ready.load(Relaxed));
+    let per = match (rss_before, rss_after) {
+        (Some(b), Some(x)) if still > 0 => Some(x.saturating_sub(b) as f64 / still as f64),
+        _ => None,
+    };
+    let my_rss = proc_rss_kb("self");
+    eprintln!(
+        "  idle: {still} connections held; server RSS {} -> {} MB, {} KB per connection; idle server cpu {}; loadgen RSS {} MB",
+        rss_before.map_or("-".into(), |x| format!("{:.1}", x as f64 / 1024.0)),
+        rss_after.map_or("-".into(), |x| format!("{:.1}", x as f64 / 1024.0)),
+        per.map_or("-".into(), |x| format!("{x:.2}")),
+        icpu.map_or("-".into(), |x| format!("{x:.1}%")),
+        my_rss.map_or("-".into(), |x| format!("{:.1}", x as f64 / 1024.0)),
+    );
+    o.insert("held".into(), json!(still));
+    o.insert("server_rss_before_kb".into(), json!(rss_before));
+    o.insert("server_rss_kb".into(), json!(rss_after));
+    o.insert(
+        "rss_per_conn_kb".into(),
+        json!(per.map(|x| (x * 100.0).round() / 100.0)),
+    );
+    o.insert("idle_server_cpu_pct".into(), json!(icpu.map(r1)));
+    o.insert("loadgen_rss_kb".into(), json!(my_rss));
+    i32::from(!c.all_ready)
+}
+
+/// A fixed delivered rate for a duration; slow mode adds clients that stopped reading
+/// and samples the others' p99 and the server's RSS over time.
+async fn fixed(run: &Run, c: &Connected, o: &mut Map<String, Value>) -> i32 {
+    let a = &run.a;
+    if a.warmup > 0.0 {
+        let w = run.step(a.rate, a.warmup, None, |_, _, _| {}).await;
+        human_step("warm-up", &w);
+    }
+    let mut series = Vec::new();
+    let sample = (a.mode == Mode::Slow).then_some(a.sample_secs);
+    let r = run
+        .step(a.rate, a.duration, sample, |t, p, rss| {
+            eprintln!(
+                "    t={t:>5.1}s others' p99 {:>8.3} ms (n={}) server rss {} MB",
+                p.p99,
+                p.count,
+                rss.map_or("-".into(), |x| format!("{:.1}", x as f64 / 1024.0))
+            );
+            series
+                .push(json!({"t": t, "p99_ms": r3(p.p99), "count": p.count, "server_rss_kb": rss}));
+        })
+        .await;
+    human_step("measured", &r);
+    if let Some(s) = r.json().as_object() {
+        o.extend(s.clone());
+    }
+    if a.mode == Mode::Slow {
+        o.insert("slow_clients".into(), json!(c.slow_n));
+        o.insert("series".into(), json!(series));
+    }
+    i32::from(r.received == 0 || r.lost > 0)
+}
+
+/// The highest delivered rate that holds the p99 limit with nothing lost: the rate grows
+/// by the ramp factor until a step fails, then bisection between the last pass and it.
+async fn fanout_ramp(run: &Run, o: &mut Map<String, Value>) -> i32 {
+    let a = &run.a;
+    let mut code = 0;
+    let mut rate = a.ramp_start;
+    let mut best: Option<StepResult> = None;
+    let mut fail: Option<f64> = None;
+    let mut steps = Vec::new();
+    while rate <= a.ramp_max {
+        let r = run.ramp_step(rate, &mut steps).await;
+        if r.passes(a.p99_limit_ms) {
+            if best.is_none_or(|b| r.delivered_per_s > b.delivered_per_s) {
+                best = Some(r);
+            }
+            rate *= a.ramp_factor;
+        } else {
+            fail = Some(rate);
+            break;
+        }
+    }
+    if let Some(hi) = fail {
+        let mut lo = best.map_or(0.0, |b| b.target_rate);
+        let mut hi = hi;
+        for _ in 0..a.refine {
+            let mid = (lo + hi) / 2.0;
+            if mid <= 0.0 {
+                break;
+            }
+            let r = run.ramp_step(mid, &mut steps).await;
+            if r.passes(a.p99_limit_ms) {
+                if best.is_none_or(|b| r.delivered_per_s > b.delivered_per_s) {
+                    best = Some(r);
+                }
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+    }
+    match best {
+        Some(b) => {
+            if let Some(s) = b.json().as_object() {
+                o.extend(s.clone());
+            }
+            o.insert(
+                "max_delivered_per_s".into(),
+                json!(b.delivered_per_s.round()),
+            );
+            eprintln!(
+                "  highest delivered rate holding p99 <= {} ms with nothing lost: {:.0} msgs/s{}",
+                a.p99_limit_ms,
+                b.delivered_per_s,
+                if fail.is_none() {
+                    " (ramp maximum reached)"
+                } else {
+                    ""
+                }
+            );
+        }
+        None => {
+            o.insert("max_delivered_per_s".into(), json!(0));
+            eprintln!("  no step passed");
+            code = 1;
+        }
+    }
+    o.insert("ramp_max_reached".into(), json!(fail.is_none()));
+    o.insert("steps".into(), json!(steps));
+    code
+}
