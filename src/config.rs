@@ -136,6 +136,15 @@ pub struct Config {
     #[arg(long, env = "STOMPGATE_HISTORY_BYTES", default_value_t = 128 * 1024 * 1024)]
     pub history_bytes: usize,
 
+    /// Records per Kafka partition read back at start to warm the history (end - N), before
+    /// the replica says ready.
+    #[arg(
+        long,
+        env = "STOMPGATE_KAFKA_HISTORY_RECORDS",
+        default_value_t = 10_000
+    )]
+    pub kafka_history_records: i64,
+
     /// Largest WebSocket message (or TCP write) built from a batch of frames, in bytes; a
     /// single larger frame goes alone. Bounds the write buffers a burst leaves behind.
     #[arg(long, env = "STOMPGATE_MAX_WRITE_BYTES", default_value_t = 64 * 1024)]

@@ -61,6 +61,11 @@ impl Gateway {
                         brokers: brokers.clone(),
                         group_prefix: config.kafka_group_prefix.clone(),
                         topics,
+                        history_records: if config.history_size > 0 {
+                            config.kafka_history_records
+                        } else {
+                            0
+                        },
                         send_timeout: Duration::from_millis(config.send_timeout_ms),
                         consumer_config: [
                             &config.kafka_config[..],

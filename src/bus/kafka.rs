@@ -1,7 +1,12 @@
-//! The Kafka bus: every replica consumes the configured topics with its own consumer group
-//! (prefix-host-random, `auto.offset.reset=latest`, no offset commits), so every replica
-//! sees every record; client SENDs are produced with `acks=all` and idempotence, and the
-//! send future resolves only when the broker acknowledged the record.
+//! The Kafka bus: every replica reads every partition of the configured topics itself, by
+//! `assign()` (no consumer group is joined, so there is no rebalance and nothing to wait
+//! for), so every replica sees every record; client SENDs are produced with `acks=all` and
+//! idempotence, and the send future resolves only when the broker acknowledged the record.
+//!
+//! At start each partition is read from `end - history_records` to warm the history; those
+//! records are older than anything live and go to `RecordSink::history`. The bus is ready only
+//! once every partition of every topic is assigned and read up to the end it had at start,
+//! and the broker answers: a record produced after that reaches subscribers.
 
 use super::{Bus, InboundRecord, OutboundRecord, RecordSink, SendError, SendFuture};
 use crate::metrics::Metrics;
@@ -12,6 +17,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -23,6 +30,8 @@ pub struct KafkaSettings {
     pub brokers: String,
     pub group_prefix: String,
     pub topics: Vec<String>,
+    /// Records per partition read back at start to warm the history (0: none).
+    pub history_records: i64,
     pub send_timeout: Duration,
     /// librdkafka settings applied over the gateway's own, consumer and producer.
     pub consumer_config: Vec<(String, String)>,
@@ -73,8 +82,17 @@ impl ConsumerContext for GatewayContext {}
 pub struct KafkaBus {
     producer: FutureProducer<GatewayContext>,
     group_id: String,
-    ready: Arc<AtomicBool>,
+    state: Arc<ConsumerState>,
     send_timeout: Duration,
+}
+
+/// What readiness is made of.
+#[derive(Default)]
+struct ConsumerState {
+    /// The broker answered the last metadata request.
+    reachable: AtomicBool,
+    /// Every partition of every topic is assigned and read up to its end at start.
+    warm: AtomicBool,
 }
 
 /// `<prefix>-<host>-<random>`: unique per replica and per start.
@@ -115,8 +133,6 @@ impl KafkaBus {
             consumer_config.create_with_context(GatewayContext {
                 metrics: metrics.clone(),
             })?;
-        let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics)?;
 
         let mut producer_config = ClientConfig::new();
         producer_config
@@ -137,25 +153,121 @@ impl KafkaBus {
                 metrics: metrics.clone(),
             })?;
 
-        let ready = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(ConsumerState::default());
         let consumer = Arc::new(consumer);
-        tokio::spawn(consume(consumer.clone(), sink, shutdown.clone()));
-        tokio::spawn(probe(consumer, ready.clone(), shutdown));
+        tokio::spawn(consume(
+            consumer.clone(),
+            sink,
+            settings.topics.clone(),
+            settings.history_records,
+            state.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(probe(consumer, state.clone(), shutdown));
         tracing::info!(%group_id, brokers = %settings.brokers, topics = ?settings.topics, "kafka bus started");
         Ok(KafkaBus {
             producer,
             group_id,
-            ready,
+            state,
             send_timeout: settings.send_timeout,
         })
     }
 }
 
+/// Where each partition starts, and the end it had at start: `(topic, partition, start, end)`.
+type Plan = Vec<(String, i32, i64, i64)>;
+
+/// Finds every partition of `topics` and where to start reading it; `Err` says what is
+/// missing (the caller retries).
+fn plan(
+    consumer: &StreamConsumer<GatewayContext>,
+    topics: &[String],
+    history_records: i64,
+) -> Result<Plan, String> {
+    let timeout = Duration::from_secs(5);
+    let mut plan = Vec::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| format!("metadata of topic {topic}: {e}"))?;
+        let t = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .ok_or_else(|| format!("topic {topic} not in the metadata"))?;
+        if let Some(e) = t.error() {
+            return Err(format!(
+                "topic {topic}: {}; create it (the gateway does not create topics)",
+                rdkafka::types::RDKafkaErrorCode::from(e)
+            ));
+        }
+        if t.partitions().is_empty() {
+            return Err(format!("topic {topic} has no partitions yet"));
+        }
+        for p in t.partitions() {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p.id(), timeout)
+                .map_err(|e| format!("offsets of {topic}/{}: {e}", p.id()))?;
+            let start = (high - history_records.max(0)).max(low);
+            plan.push((topic.clone(), p.id(), start, high));
+        }
+    }
+    Ok(plan)
+}
+
 async fn consume(
     consumer: Arc<StreamConsumer<GatewayContext>>,
     sink: Arc<dyn RecordSink>,
+    topics: Vec<String>,
+    history_records: i64,
+    state: Arc<ConsumerState>,
     shutdown: CancellationToken,
 ) {
+    // 1. Every partition and where to start it; retried until the brokers and topics are there.
+    let plan = loop {
+        let c = consumer.clone();
+        let t = topics.clone();
+        let planned = tokio::task::spawn_blocking(move || plan(&c, &t, history_records))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        match planned {
+            Ok(plan) => break plan,
+            Err(e) => {
+                tracing::warn!(error = %e, "kafka partitions not known yet; not ready, retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    // 2. Assign them all at their start offsets.
+    let mut list = TopicPartitionList::new();
+    let mut warming: HashMap<(String, i32), i64> = HashMap::new();
+    for (topic, partition, start, end) in &plan {
+        sink.partition_start(topic, *partition, *start);
+        if let Err(e) = list.add_partition_offset(topic, *partition, Offset::Offset(*start)) {
+            tracing::error!(%topic, partition, error = %e, "cannot assign partition");
+        }
+        if end > start {
+            warming.insert((topic.clone(), *partition), *end);
+        }
+    }
+    if let Err(e) = consumer.assign(&list) {
+        tracing::error!(error = %e, "cannot assign partitions; the bus stays not ready");
+        return;
+    }
+    let history: i64 = plan.iter().map(|(_, _, s, e)| e - s).sum();
+    tracing::info!(
+        partitions = plan.len(),
+        history_records = history,
+        "kafka partitions assigned; reading history"
+    );
+    if warming.is_empty() {
+        state.warm.store(true, Ordering::Relaxed);
+        tracing::info!("kafka history read (nothing to read)");
+    }
+    // 3. Read: records before each partition's end at start are history, the rest live.
     loop {
         let message = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -188,7 +300,27 @@ async fn consume(
                         .to_millis()
                         .unwrap_or_else(crate::clock::now_ms),
                 };
-                sink.record(&record, "kafka");
+                let key = (record.topic.clone(), record.partition);
+                match warming.get(&key) {
+                    Some(end) if record.offset < *end => {
+                        sink.history(&record, "kafka");
+                        if record.offset + 1 >= *end {
+                            warming.remove(&key);
+                        }
+                    }
+                    _ => {
+                        warming.remove(&key);
+                        sink.record(&record, "kafka");
+                    }
+                }
+                if !warming.is_empty() || state.warm.load(Ordering::Relaxed) {
+                    continue;
+                }
+                state.warm.store(true, Ordering::Relaxed);
+                tracing::info!(
+                    records = history,
+                    "kafka history read: ready once reachable"
+                );
             }
             Err(error) => {
                 tracing::warn!(%error, "kafka consume error; retrying");
@@ -198,10 +330,10 @@ async fn consume(
     }
 }
 
-/// Readiness: the broker answers a metadata request.
+/// Reachability: the broker answers a metadata request.
 async fn probe(
     consumer: Arc<StreamConsumer<GatewayContext>>,
-    ready: Arc<AtomicBool>,
+    state: Arc<ConsumerState>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -213,7 +345,7 @@ async fn probe(
         })
         .await
         .unwrap_or(false);
-        if ok != ready.swap(ok, Ordering::Relaxed) {
+        if ok != state.reachable.swap(ok, Ordering::Relaxed) {
             if ok {
                 tracing::info!("kafka reachable: ready");
             } else {
@@ -273,7 +405,7 @@ impl Bus for KafkaBus {
     }
 
     fn ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.state.reachable.load(Ordering::Relaxed) && self.state.warm.load(Ordering::Relaxed)
     }
 
     fn group_id(&self) -> Option<String> {
