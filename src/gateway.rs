@@ -47,12 +47,13 @@ impl Gateway {
         let chat = Arc::new(Chat::new(&config.chat_topic));
         let router = Router::defaults(&config.trades_topic, &config.chat_topic);
         let topics = router.topics();
-        let ingest: Arc<dyn RecordSink> = Arc::new(Ingest {
+        let ingest = Arc::new(Ingest {
             router,
             hub: hub.clone(),
             chat: chat.clone(),
             metrics: metrics.clone(),
         });
+        let sink: Arc<dyn RecordSink> = ingest.clone();
         let shutdown = tokio_util::sync::CancellationToken::new();
         let bus: Arc<dyn Bus> = match &config.kafka_brokers {
             Some(brokers) => Arc::new(
@@ -78,7 +79,7 @@ impl Gateway {
                         ]
                         .concat(),
                     },
-                    ingest,
+                    sink,
                     metrics.clone(),
                     shutdown.clone(),
                 )
@@ -86,7 +87,7 @@ impl Gateway {
                     format!("--kafka-brokers {brokers}: cannot create the Kafka client: {e}")
                 })?,
             ),
-            None => Arc::new(LocalBus::new(ingest)),
+            None => Arc::new(LocalBus::new(sink)),
         };
         if config.kafka_brokers.is_none() {
             tokio::spawn(crate::demo::run(
@@ -99,6 +100,7 @@ impl Gateway {
         }
         let sessions_cx = Arc::new(SessionContext::new(
             hub.clone(),
+            ingest,
             bus.clone(),
             chat,
             auth,

@@ -5,6 +5,7 @@
 use crate::bus::{InboundRecord, RecordSink};
 use crate::chat::Chat;
 use crate::hub::Hub;
+use crate::hub::publication::{Encoded, Origin, Publication};
 use crate::metrics::Metrics;
 use crate::route::Router;
 use std::sync::Arc;
@@ -17,6 +18,38 @@ pub struct Ingest {
 }
 
 impl Ingest {
+    /// The messages of `destination` among records read back from the log (newer than
+    /// `cursor`), encoded with the cursor as of each; returns them with the cursor after them.
+    pub fn read_back(
+        &self,
+        destination: &str,
+        records: &[InboundRecord],
+        cursor: &[Origin],
+    ) -> (Vec<Arc<Encoded>>, Vec<Origin>) {
+        let mut cursor = cursor.to_vec();
+        let mut found: Vec<Publication> = records
+            .iter()
+            .filter_map(|r| self.router.publication(r).ok())
+            .filter(|p| &*p.destination == destination)
+            .collect();
+        found.sort_by_key(|p| (p.timestamp_ms, p.origin.as_ref().map_or(0, |o| o.offset)));
+        let mut out = Vec::with_capacity(found.len());
+        for p in found {
+            let Some(o) = &p.origin else { continue };
+            match cursor
+                .iter_mut()
+                .find(|c| c.partition == o.partition && c.topic == o.topic)
+            {
+                Some(c) if c.offset >= o.offset => continue,
+                Some(c) => c.offset = o.offset,
+                None => cursor.push(o.clone()),
+            }
+            let text: Vec<String> = cursor.iter().map(Origin::message_id).collect();
+            out.push(Arc::new(p.encode(Some(&text.join(",")))));
+        }
+        (out, cursor)
+    }
+
     /// Routes and publishes one record; a record that cannot be routed is counted, logged
     /// and skipped.
     fn ingest(&self, record: &InboundRecord, source: &'static str, live: bool) {

@@ -8,7 +8,10 @@
 //! once every partition of every topic is assigned and read up to the end it had at start,
 //! and the broker answers: a record produced after that reaches subscribers.
 
-use super::{Bus, InboundRecord, OutboundRecord, RecordSink, SendError, SendFuture};
+use super::{
+    Bus, InboundRecord, LogRange, OutboundRecord, ReadBack, ReadFuture, RecordSink, SendError,
+    SendFuture,
+};
 use crate::metrics::Metrics;
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -81,9 +84,99 @@ impl ConsumerContext for GatewayContext {}
 
 pub struct KafkaBus {
     producer: FutureProducer<GatewayContext>,
+    /// Settings of the short-lived consumers that read ranges back for resuming clients.
+    read_back_config: ClientConfig,
+    /// At most this many read-backs at once; a reconnect storm queues behind it.
+    read_backs: Arc<tokio::sync::Semaphore>,
     group_id: String,
     state: Arc<ConsumerState>,
     send_timeout: Duration,
+}
+
+/// Read-backs running at once.
+const MAX_READ_BACKS: usize = 4;
+/// Most records one read-back returns; a longer gap is reported as not recovered.
+pub const MAX_READ_BACK_RECORDS: i64 = 100_000;
+/// Time one read-back may take.
+const READ_BACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads `ranges` with a consumer of its own (blocking; run on a blocking thread).
+fn read_ranges(config: &ClientConfig, ranges: &[LogRange]) -> Result<ReadBack, String> {
+    use rdkafka::consumer::BaseConsumer;
+    let consumer: BaseConsumer = config.create().map_err(|e| e.to_string())?;
+    let mut list = TopicPartitionList::new();
+    let mut left: HashMap<(String, i32), i64> = HashMap::new();
+    let mut budget = MAX_READ_BACK_RECORDS;
+    let mut complete = true;
+    for r in ranges.iter().filter(|r| r.to > r.from) {
+        let from = r.from.max(r.to - budget);
+        complete &= from == r.from;
+        budget -= r.to - from;
+        list.add_partition_offset(&r.topic, r.partition, Offset::Offset(from))
+            .map_err(|e| e.to_string())?;
+        left.insert((r.topic.clone(), r.partition), r.to);
+        if budget <= 0 {
+            complete = false;
+            break;
+        }
+    }
+    consumer.assign(&list).map_err(|e| e.to_string())?;
+    let deadline = std::time::Instant::now() + READ_BACK_TIMEOUT;
+    let mut out = Vec::new();
+    while !left.is_empty() {
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "read-back did not finish within {READ_BACK_TIMEOUT:?}"
+            ));
+        }
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m.map_err(|e| e.to_string())?;
+        let key = (m.topic().to_string(), m.partition());
+        let Some(end) = left.get(&key).copied() else {
+            continue;
+        };
+        if m.offset() < end {
+            out.push(inbound(&m));
+        }
+        if m.offset() + 1 >= end {
+            left.remove(&key);
+        }
+    }
+    Ok(ReadBack {
+        records: out,
+        complete,
+    })
+}
+
+/// An rdkafka message as the gateway's record.
+fn inbound<M: Message>(m: &M) -> InboundRecord {
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .filter_map(|Header { key, value }| {
+                    Some((
+                        key.to_string(),
+                        String::from_utf8_lossy(value?).into_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    InboundRecord {
+        topic: m.topic().to_string(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(bytes::Bytes::copy_from_slice),
+        headers,
+        value: bytes::Bytes::copy_from_slice(m.payload().unwrap_or_default()),
+        timestamp_ms: m
+            .timestamp()
+            .to_millis()
+            .unwrap_or_else(crate::clock::now_ms),
+    }
 }
 
 /// What readiness is made of.
@@ -153,6 +246,15 @@ impl KafkaBus {
                 metrics: metrics.clone(),
             })?;
 
+        let mut read_back_config = ClientConfig::new();
+        read_back_config
+            .set("bootstrap.servers", &settings.brokers)
+            .set("group.id", format!("{group_id}-read-back"))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("fetch.wait.max.ms", "10")
+            .set_log_level(RDKafkaLogLevel::Warning);
+        apply(&mut read_back_config, &settings.consumer_config);
         let state = Arc::new(ConsumerState::default());
         let consumer = Arc::new(consumer);
         tokio::spawn(consume(
@@ -167,6 +269,8 @@ impl KafkaBus {
         tracing::info!(%group_id, brokers = %settings.brokers, topics = ?settings.topics, "kafka bus started");
         Ok(KafkaBus {
             producer,
+            read_back_config,
+            read_backs: Arc::new(tokio::sync::Semaphore::new(MAX_READ_BACKS)),
             group_id,
             state,
             send_timeout: settings.send_timeout,
@@ -275,31 +379,7 @@ async fn consume(
         };
         match message {
             Ok(m) => {
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .filter_map(|Header { key, value }| {
-                                Some((
-                                    key.to_string(),
-                                    String::from_utf8_lossy(value?).into_owned(),
-                                ))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let record = InboundRecord {
-                    topic: m.topic().to_string(),
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().map(bytes::Bytes::copy_from_slice),
-                    headers,
-                    value: bytes::Bytes::copy_from_slice(m.payload().unwrap_or_default()),
-                    timestamp_ms: m
-                        .timestamp()
-                        .to_millis()
-                        .unwrap_or_else(crate::clock::now_ms),
-                };
+                let record = inbound(&m);
                 let key = (record.topic.clone(), record.partition);
                 match warming.get(&key) {
                     Some(end) if record.offset < *end => {
@@ -410,5 +490,16 @@ impl Bus for KafkaBus {
 
     fn group_id(&self) -> Option<String> {
         Some(self.group_id.clone())
+    }
+
+    fn read_back(&self, ranges: Vec<LogRange>) -> ReadFuture {
+        let config = self.read_back_config.clone();
+        let permits = self.read_backs.clone();
+        Box::pin(async move {
+            let _permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
+            tokio::task::spawn_blocking(move || read_ranges(&config, &ranges))
+                .await
+                .map_err(|e| e.to_string())?
+        })
     }
 }

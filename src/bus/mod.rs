@@ -9,7 +9,7 @@ pub mod kafka;
 pub mod local;
 pub mod record;
 
-pub use record::{InboundRecord, OutboundRecord, SendError};
+pub use record::{InboundRecord, LogRange, OutboundRecord, SendError};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,7 +29,22 @@ pub trait Bus: Send + Sync {
     fn group_id(&self) -> Option<String> {
         None
     }
+    /// Reads `ranges` back from the log, for a client resuming from further back than the
+    /// history kept in memory. A bus without a log (the embedded default) has nothing.
+    fn read_back(&self, _ranges: Vec<LogRange>) -> ReadFuture {
+        Box::pin(async { Err("this bus keeps no log to read back from".to_string()) })
+    }
 }
+
+/// What a read-back found: the records in order per partition, and whether the ranges were
+/// read whole (a very long gap is cut to its newest part).
+pub struct ReadBack {
+    pub records: Vec<InboundRecord>,
+    pub complete: bool,
+}
+
+/// A read-back under way, or why it failed.
+pub type ReadFuture = Pin<Box<dyn Future<Output = Result<ReadBack, String>> + Send>>;
 
 /// Receives every record the bus consumes, in order per partition.
 pub trait RecordSink: Send + Sync {

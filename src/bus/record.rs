@@ -1,5 +1,6 @@
 //! The records that cross the bus: what arrives (`InboundRecord`), what a SEND produces
-//! (`OutboundRecord`), and why a produce failed (`SendError`).
+//! (`OutboundRecord`), why a produce failed (`SendError`), and a stretch of one partition to
+//! read back (`LogRange`).
 
 use bytes::Bytes;
 use thiserror::Error;
@@ -58,4 +59,13 @@ impl SendError {
             SendError::QueueFull => "queue_full",
         }
     }
+}
+
+/// Offsets `from..to` (end exclusive) of one partition, to read back from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRange {
+    pub topic: String,
+    pub partition: i32,
+    pub from: i64,
+    pub to: i64,
 }

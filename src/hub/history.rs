@@ -163,6 +163,27 @@ impl History {
         }
     }
 
+    /// The stretches of the log between `cursor` and what is kept: `(topic, partition,
+    /// from, to)` for each partition whose kept history starts after the cursor.
+    pub fn gaps(
+        &self,
+        cursor: &[Origin],
+        start: impl Fn(&str, i32) -> Option<i64>,
+    ) -> Vec<(Arc<str>, i32, i64, i64)> {
+        cursor
+            .iter()
+            .filter_map(|c| {
+                let since = self
+                    .feeds
+                    .iter()
+                    .find(|f| f.partition == c.partition && f.topic == c.topic)
+                    .map(|f| f.since)
+                    .or_else(|| start(&c.topic, c.partition))?;
+                (c.offset + 1 < since).then(|| (c.topic.clone(), c.partition, c.offset + 1, since))
+            })
+            .collect()
+    }
+
     fn after(&self, cursor: &[Origin], start: impl Fn(&str, i32) -> Option<i64>) -> Found {
         let named = |o: &Origin| {
             cursor
@@ -333,6 +354,19 @@ mod tests {
             h.replay(&Replay::After(cursor), starts).recovered,
             Some(false)
         );
+    }
+
+    #[test]
+    fn gaps_name_what_the_log_must_fill() {
+        let mut h = fed();
+        let m = msg("trades", 0, 20);
+        h.advance(m.origin.as_ref().unwrap(), None);
+        h.push(m, 2);
+        let cursor = Replay::parse_cursor("trades-0-11,chat-1-4").unwrap();
+        let gaps = h.gaps(&cursor, starts);
+        assert_eq!(gaps, [("trades".into(), 0, 12, 16)]);
+        let cursor = Replay::parse_cursor("trades-0-15,chat-1-4").unwrap();
+        assert!(h.gaps(&cursor, starts).is_empty());
     }
 
     #[test]

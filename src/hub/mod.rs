@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use dashmap::DashMap;
 pub use history::Replay;
 use outbox::{Outbox, Pushed};
-use publication::Publication;
+use publication::{Origin, Publication};
 
 use history::History;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -135,6 +135,16 @@ impl Hub {
         }
         slot.subs.push(subscriber);
         found.recovered
+    }
+
+    /// Where a resume from `cursor` on `destination` needs the log: partitions whose kept
+    /// history starts after the cursor, as `(topic, partition, from, to)`.
+    pub fn gaps(&self, destination: &str, cursor: &[Origin]) -> Vec<(Arc<str>, i32, i64, i64)> {
+        let start = |t: &str, p: i32| self.start_of(t, p);
+        match self.exact.get(destination) {
+            Some(slot) => slot.history.gaps(cursor, start),
+            None => History::default().gaps(cursor, start),
+        }
     }
 
     /// Removes one subscription; true if it was there.

@@ -1,4 +1,5 @@
-//! What a session may touch of the gateway: the hub it subscribes on, the bus it produces to,
+//! What a session may touch of the gateway: the hub it subscribes on, ingest (to route records
+//! read back for a resume), the bus it produces to,
 //! the chat service, authentication, metrics, the shutdown signal and its settings. Built once
 //! by the gateway; sessions never see the gateway itself.
 
@@ -7,6 +8,7 @@ use crate::bus::Bus;
 use crate::chat::Chat;
 use crate::hub::Hub;
 use crate::hub::outbox::SlowConsumerPolicy;
+use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::stomp::Limits;
 use std::sync::Arc;
@@ -49,6 +51,8 @@ pub struct SessionSettings {
 
 pub struct SessionContext {
     pub hub: Arc<Hub>,
+    /// Routes records read back from the log for a resuming client.
+    pub ingest: Arc<Ingest>,
     pub bus: Arc<dyn Bus>,
     pub chat: Arc<Chat>,
     pub auth: Auth,
@@ -60,8 +64,10 @@ pub struct SessionContext {
 }
 
 impl SessionContext {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         hub: Arc<Hub>,
+        ingest: Arc<Ingest>,
         bus: Arc<dyn Bus>,
         chat: Arc<Chat>,
         auth: Auth,
@@ -71,6 +77,7 @@ impl SessionContext {
     ) -> SessionContext {
         SessionContext {
             hub,
+            ingest,
             bus,
             chat,
             auth,

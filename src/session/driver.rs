@@ -9,10 +9,11 @@ use super::Close;
 use super::context::SessionContext;
 use super::protocol::{Effect, Protocol};
 use super::writer::{self, DelayStats, Shape};
-use crate::bus::SendError;
+use crate::bus::{LogRange, ReadBack, SendError};
 use crate::disconnect::Disconnect;
-use crate::hub::Subscriber;
 use crate::hub::outbox::{Out, Outbox};
+use crate::hub::publication::Origin;
+use crate::hub::{Replay, Subscriber};
 use crate::stomp::{Frame, Parsed, parse};
 use crate::transport::Transport;
 use bytes::{Bytes, BytesMut};
@@ -34,6 +35,14 @@ enum Pending {
         result: Result<(), SendError>,
     },
     Disconnect(Option<String>),
+    /// A resuming subscription whose gap was read back from the log.
+    ReadBack {
+        subscriber: Subscriber,
+        cursor: Vec<Origin>,
+        ranges: Vec<LogRange>,
+        receipt: Option<String>,
+        result: Result<ReadBack, String>,
+    },
 }
 
 type PendingFuture = Pin<Box<dyn Future<Output = Pending> + Send>>;
@@ -302,14 +311,35 @@ impl Session {
                     sub,
                     outbox: self.outbox.clone(),
                 };
-                let recovered = self.cx.hub.subscribe(subscriber, &replay);
-                if let Some(id) = receipt {
-                    let mut frame = Frame::receipt(&id);
-                    if let Some(r) = recovered {
-                        frame = frame.with("x-recovered", if r { "true" } else { "false" });
+                if let Replay::After(cursor) = &replay {
+                    let gaps = self.cx.hub.gaps(&subscriber.sub.destination, cursor);
+                    if !gaps.is_empty() {
+                        // Older than the history kept: read the gap back from the log first.
+                        let ranges = gaps
+                            .into_iter()
+                            .map(|(topic, partition, from, to)| LogRange {
+                                topic: topic.to_string(),
+                                partition,
+                                from,
+                                to,
+                            })
+                            .collect::<Vec<_>>();
+                        let read = self.cx.bus.read_back(ranges.clone());
+                        let cursor = cursor.clone();
+                        self.pending.push_back(Box::pin(async move {
+                            Pending::ReadBack {
+                                subscriber,
+                                cursor,
+                                ranges,
+                                receipt,
+                                result: read.await,
+                            }
+                        }));
+                        return;
                     }
-                    self.receipt(frame);
                 }
+                let recovered = self.cx.hub.subscribe(subscriber, &replay);
+                self.subscribed(receipt, recovered);
             }
             Effect::Unsubscribe(sub) => {
                 self.cx.hub.unsubscribe(&sub);
@@ -344,6 +374,65 @@ impl Session {
                     .and_then(|d| Instant::now().checked_add(d));
             }
         }
+    }
+
+    /// Answers a SUBSCRIBE's receipt, saying whether a resume was complete.
+    fn subscribed(&mut self, receipt: Option<String>, recovered: Option<bool>) {
+        if let Some(id) = receipt {
+            let mut frame = Frame::receipt(&id);
+            if let Some(r) = recovered {
+                frame = frame.with("x-recovered", if r { "true" } else { "false" });
+            }
+            self.receipt(frame);
+        }
+    }
+
+    /// Finishes a resume whose gap was read back: the gap's messages first, then the
+    /// history after it and live, as any other subscription.
+    fn resumed(
+        &mut self,
+        subscriber: Subscriber,
+        cursor: Vec<Origin>,
+        ranges: Vec<LogRange>,
+        receipt: Option<String>,
+        result: Result<ReadBack, String>,
+    ) {
+        if !subscriber.sub.is_active() {
+            return; // unsubscribed (or the session ended) while reading
+        }
+        let (cursor, complete) = match result {
+            Ok(read) => {
+                let (msgs, cursor) =
+                    self.cx
+                        .ingest
+                        .read_back(&subscriber.sub.destination, &read.records, &cursor);
+                for msg in &msgs {
+                    subscriber.outbox.push_replay(&subscriber.sub, msg);
+                }
+                self.cx.metrics.replayed.inc_by(msgs.len() as u64);
+                // Each range read whole is covered up to its end, whatever it held.
+                let mut cursor = cursor;
+                for r in ranges.iter().filter(|_| read.complete) {
+                    if let Some(c) = cursor
+                        .iter_mut()
+                        .find(|c| c.partition == r.partition && *c.topic == r.topic)
+                    {
+                        c.offset = c.offset.max(r.to - 1);
+                    }
+                }
+                (cursor, read.complete)
+            }
+            Err(error) => {
+                tracing::warn!(session = self.protocol.id, %error, "read-back for a resume failed; sending what history has");
+                (cursor, false)
+            }
+        };
+        let recovered = self
+            .cx
+            .hub
+            .subscribe(subscriber, &Replay::After(cursor))
+            .map(|r| r && complete);
+        self.subscribed(receipt, recovered);
     }
 
     /// Sends a RECEIPT now, or after the acknowledgements still pending.
@@ -391,6 +480,13 @@ impl Session {
                 }
                 return Err(Close::quiet(Disconnect::ClientRequest));
             }
+            Pending::ReadBack {
+                subscriber,
+                cursor,
+                ranges,
+                receipt,
+                result,
+            } => self.resumed(subscriber, cursor, ranges, receipt, result),
         }
         Ok(())
     }
@@ -398,6 +494,7 @@ impl Session {
     /// Ends the session: unsubscribes, settles what is owed, says why, closes.
     async fn finish(&mut self, transport: &mut Transport, mut close: Close) {
         for sub in self.protocol.subscriptions() {
+            sub.deactivate();
             self.cx.hub.unsubscribe(sub);
         }
         let deadline = Instant::now() + self.cx.settings.shutdown_grace;

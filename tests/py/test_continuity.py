@@ -215,3 +215,29 @@ def test_kill_9_mid_stream_clients_resume_on_the_other_replica_exactly_once(
     for f in followers:
         for s in f.sessions:
             s.close()
+
+
+def test_resume_from_further_back_than_history_reads_the_log(kafka, gateways, stomp_clients):
+    market = _market()
+    g = gateways("small", kafka.bootstrap, "--history-size", "5")
+    g.wait_ready()
+    dest = f"/topic/market/{market}"
+    first = stomp_clients(g.port, "before")
+    _subscribe(first, dest, {})
+    early = [trade(market, f"e-{i}-{uuid.uuid4()}") for i in range(3)]
+    for rec in early:
+        kafka.produce("trades", market, rec)
+    first.wait_for(lambda h, b: b.get("market") == market, count=3, what="3 trades")
+    cursor = [h for h, _ in first.received if h.get("destination") == dest][-1]["x-cursor"]
+    first.close()
+    # Away while 40 more are produced: far more than the 5 kept in memory.
+    missed = [trade(market, f"m-{i}-{uuid.uuid4()}") for i in range(40)]
+    for rec in missed:
+        kafka.produce("trades", market, rec)
+    back = stomp_clients(g.port, "after")
+    receipt = _subscribe(back, dest, {"x-resume-after": cursor})
+    back.wait_for(lambda h, b: b.get("market") == market, count=40, timeout=20,
+                  what="the 40 trades missed")
+    got = [b["trade_id"] for _, b in back.find(lambda h, b: b.get("market") == market)]
+    assert got == [r["trade_id"] for r in missed], "every missed trade, once, in order"
+    assert receipt.get("x-recovered") == "true", receipt

@@ -21,10 +21,19 @@ impl RecordSink for Nowhere {
 
 fn context() -> SessionContext {
     let metrics = Arc::new(Metrics::new());
+    let hub = Arc::new(Hub::new(metrics.clone(), Default::default()));
+    let chat = Arc::new(Chat::new("chat"));
+    let ingest = Arc::new(crate::ingest::Ingest {
+        router: crate::route::Router::defaults("trades", "chat"),
+        hub: hub.clone(),
+        chat: chat.clone(),
+        metrics: metrics.clone(),
+    });
     SessionContext::new(
-        Arc::new(Hub::new(metrics.clone(), Default::default())),
+        hub,
+        ingest,
         Arc::new(LocalBus::new(Arc::new(Nowhere))),
-        Arc::new(Chat::new("chat")),
+        chat,
         Auth::new(&AuthSettings::default()).unwrap(),
         metrics,
         CancellationToken::new(),
