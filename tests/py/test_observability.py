@@ -431,7 +431,12 @@ def stack(tmp_path_factory):
             c.close()
         for s in reversed(started):
             if isinstance(s, Gateway):
-                s.kill()
+                try:
+                    s.terminate(10)
+                except AssertionError:
+                    pass
+                finally:
+                    s.kill()
                 print(s.log_tail(15))
             else:
                 s.stop()
