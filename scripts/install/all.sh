@@ -3,6 +3,7 @@
 # Node and Python present (idempotent; quick when all is there; no prompts):
 #   - Kafka jars, nginx, Python test clients   (scripts/install/kafka-nginx.sh)
 #   - Chromium, fonts, playwright-core, vendored dashboard libraries (scripts/install/e2e.sh)
+#   - Prometheus, promtool, blackbox exporter  (scripts/install/observability.sh)
 #   - @stomp/stompjs and ws for the Node client tests (tests/node)
 #   - cargo-fuzz for the parser fuzz run
 # Rust's default build of rdkafka compiles librdkafka from source with the C toolchain,
@@ -23,6 +24,7 @@ fi
 
 bash scripts/install/kafka-nginx.sh
 bash scripts/install/e2e.sh
+bash scripts/install/observability.sh
 (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 command -v cargo-fuzz >/dev/null 2>&1 || {
   echo "[install] cargo install cargo-fuzz"
