@@ -145,6 +145,15 @@ pub struct Config {
     )]
     pub kafka_history_records: i64,
 
+    /// How often freed memory is handed back to the OS (ms; 0: never). Without it, the heap
+    /// a burst filled stays with the process.
+    #[arg(
+        long,
+        env = "STOMPGATE_MEMORY_TRIM_INTERVAL_MS",
+        default_value_t = 10_000
+    )]
+    pub memory_trim_interval_ms: u64,
+
     /// Largest WebSocket message (or TCP write) built from a batch of frames, in bytes; a
     /// single larger frame goes alone. Bounds the write buffers a burst leaves behind.
     #[arg(long, env = "STOMPGATE_MAX_WRITE_BYTES", default_value_t = 64 * 1024)]

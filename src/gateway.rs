@@ -98,6 +98,10 @@ impl Gateway {
                 shutdown.clone(),
             ));
         }
+        tokio::spawn(crate::memory::run(
+            Duration::from_millis(config.memory_trim_interval_ms),
+            shutdown.clone(),
+        ));
         let sessions_cx = Arc::new(SessionContext::new(
             hub.clone(),
             ingest,

@@ -35,6 +35,7 @@
 //! - [`http`]: the axum router: `/ws`, health, readiness, metrics, stats, dashboard.
 //! - [`server`]: listeners, refusals and graceful shutdown.
 //! - [`gateway`]: the wiring of all of the above.
+//! - [`memory`]: freed heap handed back to the OS.
 //! - [`config`], [`metrics`], [`disconnect`], [`clock`]: as named.
 
 pub mod auth;
@@ -50,6 +51,7 @@ pub mod http;
 pub mod hub;
 pub mod ingest;
 pub mod limits;
+pub mod memory;
 pub mod metrics;
 pub mod origin;
 pub mod route;
