@@ -94,13 +94,28 @@ impl Transport {
 
     /// Writes `chunks` (each a WebSocket message, or contiguous bytes on TCP) and flushes once.
     pub async fn send(&mut self, chunks: Vec<Vec<u8>>) -> Result<(), String> {
+        self.send_chunks(chunks, false).await
+    }
+
+    /// As `send`; `utf8` says every chunk is known to be UTF-8 (built from text the gateway
+    /// checked once per publication), so it goes as a text message without checking again.
+    /// Otherwise each chunk is checked: text when it is UTF-8, binary when not.
+    pub async fn send_chunks(&mut self, chunks: Vec<Vec<u8>>, utf8: bool) -> Result<(), String> {
         match self {
             Transport::WebSocket { ws, .. } => {
                 for chunk in chunks {
-                    let bytes = Bytes::from(chunk);
-                    let message = match Utf8Bytes::try_from(bytes.clone()) {
-                        Ok(text) => Message::Text(text),
-                        Err(_) => Message::Binary(bytes),
+                    let message = if utf8 {
+                        // SAFETY: the writer sets `utf8` only when every frame in the chunk
+                        // is UTF-8 (see `session::writer::assemble`).
+                        Message::Text(Utf8Bytes::from(unsafe {
+                            String::from_utf8_unchecked(chunk)
+                        }))
+                    } else {
+                        let bytes = Bytes::from(chunk);
+                        match Utf8Bytes::try_from(bytes.clone()) {
+                            Ok(text) => Message::Text(text),
+                            Err(_) => Message::Binary(bytes),
+                        }
                     };
                     ws.feed(message).await.map_err(|e| e.to_string())?;
                 }

@@ -65,6 +65,9 @@ pub struct Encoded {
     pub message_id: Arc<str>,
     pub timestamp_ms: i64,
     pub conflatable: bool,
+    /// The encoding is UTF-8 (the body is; headers always are), so writers need not check
+    /// it again per delivery.
+    pub utf8: bool,
     per_version: [Bytes; 3],
 }
 
@@ -126,6 +129,7 @@ impl Publication {
             message_id: self.message_id.as_str().into(),
             timestamp_ms: self.timestamp_ms,
             conflatable: self.conflatable,
+            utf8: std::str::from_utf8(&self.body).is_ok(),
             per_version: [v10, v11, v12],
         }
     }

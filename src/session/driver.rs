@@ -236,7 +236,7 @@ impl Session {
             return Err(Close::server(Disconnect::TooManyPendingAcks));
         }
         let timeout = s.write_timeout;
-        let send = transport.send(assembled.chunks);
+        let send = transport.send_chunks(assembled.chunks, assembled.utf8);
         tokio::pin!(send);
         // Most writes complete at once; only a write that waits on a full socket arms the
         // write timeout and watches the outbox, giving up as soon as it overflows.

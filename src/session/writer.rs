@@ -47,6 +47,8 @@ pub struct Assembled {
     pub bytes: usize,
     /// A client-ack subscription passed its bound of unacknowledged messages.
     pub too_many_acks: bool,
+    /// Every frame is UTF-8: the chunks may go as text without another check.
+    pub utf8: bool,
 }
 
 /// Encodes one frame of the session itself (RECEIPT, ERROR, CONNECTED).
@@ -84,12 +86,16 @@ pub fn assemble(
     let mut bytes = 0;
     let now = now_ms();
     let mut too_many_acks = false;
+    let mut utf8 = true;
     let delivered_before = stats.delivered;
     for item in items.drain(..) {
         let start = cur.len();
         let replay = matches!(item, Out::Replay { .. });
         match item {
-            Out::Frame(frame) => cur.extend_from_slice(&frame),
+            Out::Frame(frame) => {
+                utf8 &= std::str::from_utf8(&frame).is_ok();
+                cur.extend_from_slice(&frame);
+            }
             Out::Message { sub, msg } | Out::Replay { sub, msg } => {
                 // Messages queued before an UNSUBSCRIBE are not delivered after it.
                 if !sub.is_active() {
@@ -109,6 +115,7 @@ pub fn assemble(
                     }
                 }
                 cur.extend_from_slice(msg.bytes(version));
+                utf8 &= msg.utf8;
                 stats.delivered += 1;
                 stats
                     .local
@@ -137,6 +144,7 @@ pub fn assemble(
         chunks,
         bytes,
         too_many_acks,
+        utf8,
     }
 }
 
@@ -192,6 +200,7 @@ mod tests {
         assert!(text.contains("ack:9\n"));
         assert_eq!(acks.pending(), 10);
         assert_eq!(stats.delivered, 10);
+        assert!(out.utf8);
     }
 
     #[test]
@@ -230,5 +239,27 @@ mod tests {
         );
         assert_eq!(out.chunks.len(), 2);
         assert_eq!(out.chunks[1], b"\n");
+        assert!(out.utf8);
+        let binary = Publication {
+            destination: "/topic/market/X".into(),
+            message_id: "t-0-1".into(),
+            body: Bytes::from_static(&[0xff, 0xfe]),
+            ..Default::default()
+        };
+        let mut items = vec![Out::Message {
+            sub: sub.clone(),
+            msg: Arc::new(binary.encode(None)),
+        }];
+        let out = assemble(
+            &mut items,
+            shape,
+            &mut Acks::new(1),
+            &mut DelayStats::default(),
+            &Metrics::new(),
+        );
+        assert!(
+            !out.utf8,
+            "a binary body is checked once, then sent as it is"
+        );
     }
 }
