@@ -185,6 +185,28 @@ impl History {
     }
 
     fn after(&self, cursor: &[Origin], start: impl Fn(&str, i32) -> Option<i64>) -> Found {
+        // A position past the newest offset this replica has seen names a log that started
+        // over (a restarted embedded bus, a recreated topic): all of that partition is sent,
+        // and the resume is not recovered.
+        let ahead = cursor.iter().any(|c| {
+            self.feeds
+                .iter()
+                .any(|f| f.partition == c.partition && f.topic == c.topic && c.offset > f.last)
+        });
+        let cursor: Vec<Origin> = cursor
+            .iter()
+            .map(|c| {
+                let past = self
+                    .feeds
+                    .iter()
+                    .any(|f| f.partition == c.partition && f.topic == c.topic && c.offset > f.last);
+                Origin {
+                    offset: if past { -1 } else { c.offset },
+                    ..c.clone()
+                }
+            })
+            .collect();
+        let cursor = &cursor[..];
         let named = |o: &Origin| {
             cursor
                 .iter()
@@ -230,7 +252,7 @@ impl History {
         });
         Found {
             messages,
-            recovered: Some(recovered),
+            recovered: Some(recovered && !ahead),
         }
     }
 }
@@ -367,6 +389,15 @@ mod tests {
         assert_eq!(gaps, [("trades".into(), 0, 12, 16)]);
         let cursor = Replay::parse_cursor("trades-0-15,chat-1-4").unwrap();
         assert!(h.gaps(&cursor, starts).is_empty());
+    }
+
+    #[test]
+    fn a_cursor_ahead_of_the_log_sends_everything_and_says_so() {
+        let h = fed();
+        let cursor = Replay::parse_cursor("trades-0-900,chat-1-4").unwrap();
+        let f = h.replay(&Replay::After(cursor), starts);
+        assert_eq!(ids(&f), ["trades-0-10", "trades-0-12", "trades-0-15"]);
+        assert_eq!(f.recovered, Some(false));
     }
 
     #[test]

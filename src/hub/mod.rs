@@ -20,6 +20,7 @@ use outbox::{Outbox, Pushed};
 use publication::{Origin, Publication};
 
 use history::History;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use subscription::Subscription;
@@ -70,8 +71,9 @@ struct Slot {
 
 pub struct Hub {
     exact: DashMap<Arc<str>, Slot>,
-    /// (prefix before `*`, subscriber); a wildcard matches one path segment.
-    wildcard: RwLock<Vec<(String, Subscriber)>>,
+    /// Prefix before `*` -> subscribers by (session, subscription id); a wildcard matches
+    /// one path segment. Keyed, so unsubscribing is one removal, not a scan under the lock.
+    wildcard: RwLock<HashMap<String, HashMap<(u64, String), Subscriber>>>,
     metrics: Arc<Metrics>,
     history: HistorySettings,
     history_bytes: AtomicUsize,
@@ -84,7 +86,7 @@ impl Hub {
     pub fn new(metrics: Arc<Metrics>, history: HistorySettings) -> Hub {
         Hub {
             exact: DashMap::with_shard_amount(64),
-            wildcard: RwLock::new(Vec::new()),
+            wildcard: RwLock::new(HashMap::new()),
             metrics,
             history,
             history_bytes: AtomicUsize::new(0),
@@ -114,10 +116,13 @@ impl Hub {
         let destination = subscriber.sub.destination.clone();
         self.metrics.subscriptions.inc();
         if let Some(prefix) = wildcard_prefix(&destination) {
+            let key = (subscriber.sub.session_id, subscriber.sub.id.clone());
             self.wildcard
                 .write()
                 .expect("hub lock poisoned")
-                .push((prefix.to_string(), subscriber));
+                .entry(prefix.to_string())
+                .or_default()
+                .insert(key, subscriber);
             // History is per destination; a wildcard has none to resume from.
             return matches!(replay, Replay::After(_)).then_some(false);
         }
@@ -150,11 +155,14 @@ impl Hub {
     /// Removes one subscription; true if it was there.
     pub fn unsubscribe(&self, sub: &Subscription) -> bool {
         let same = |s: &Subscriber| s.sub.session_id == sub.session_id && s.sub.id == sub.id;
-        let removed = if wildcard_prefix(&sub.destination).is_some() {
-            let mut list = self.wildcard.write().expect("hub lock poisoned");
-            let before = list.len();
-            list.retain(|(_, s)| !same(s));
-            list.len() != before
+        let removed = if let Some(prefix) = wildcard_prefix(&sub.destination) {
+            let mut all = self.wildcard.write().expect("hub lock poisoned");
+            let removed = all
+                .get_mut(prefix)
+                .and_then(|subs| subs.remove(&(sub.session_id, sub.id.clone())))
+                .is_some();
+            all.retain(|_, subs| !subs.is_empty());
+            removed
         } else {
             let mut removed = false;
             if let Some(mut slot) = self.exact.get_mut(sub.destination.as_str()) {
@@ -183,7 +191,8 @@ impl Hub {
             .expect("hub lock poisoned")
             .iter()
             .filter(|(prefix, _)| matches_one_segment(prefix, destination))
-            .count();
+            .map(|(_, subs)| subs.len())
+            .sum::<usize>();
         exact + wild
     }
 
@@ -223,9 +232,11 @@ impl Hub {
         };
         if live {
             let wild = self.wildcard.read().expect("hub lock poisoned");
-            for (prefix, s) in wild.iter() {
+            for (prefix, subs) in wild.iter() {
                 if matches_one_segment(prefix, &publication.destination) {
-                    count(&mut fanout, s.outbox.push_message(&s.sub, &msg));
+                    for s in subs.values() {
+                        count(&mut fanout, s.outbox.push_message(&s.sub, &msg));
+                    }
                 }
             }
         }

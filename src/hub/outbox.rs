@@ -10,7 +10,7 @@ use super::publication::Encoded;
 use super::subscription::Subscription;
 use crate::disconnect::Disconnect;
 use bytes::Bytes;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
@@ -59,6 +59,9 @@ struct Inner {
     bytes: usize,
     /// Newest tick per (subscription, destination) set aside while the queue is full.
     conflated: Vec<Out>,
+    /// Where each (subscription, destination) sits in `conflated`: a push finds its slot at
+    /// once (a linear scan under this lock let many wildcard subscriptions starve the hub).
+    conflated_at: HashMap<(usize, Arc<str>), usize>,
     closed: Option<Disconnect>,
 }
 
@@ -100,15 +103,14 @@ impl Outbox {
                     sub: sub.clone(),
                     msg: msg.clone(),
                 };
-                let same = inner.conflated.iter_mut().find(|o| match o {
-                    Out::Message { sub: s, msg: m } => {
-                        Arc::ptr_eq(s, sub) && m.destination == msg.destination
+                let key = (Arc::as_ptr(sub) as usize, msg.destination.clone());
+                let inner = &mut *inner;
+                match inner.conflated_at.get(&key) {
+                    Some(&i) => inner.conflated[i] = item,
+                    None => {
+                        inner.conflated_at.insert(key, inner.conflated.len());
+                        inner.conflated.push(item);
                     }
-                    _ => false,
-                });
-                match same {
-                    Some(slot) => *slot = item,
-                    None => inner.conflated.push(item),
                 }
                 return Pushed::Conflated;
             }
@@ -179,6 +181,7 @@ impl Outbox {
         let mut inner = self.inner.lock().expect("outbox lock poisoned");
         into.extend(inner.queue.drain(..));
         into.append(&mut inner.conflated);
+        inner.conflated_at.clear();
         inner.bytes = 0;
         inner.closed
     }
