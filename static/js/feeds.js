@@ -126,6 +126,3 @@ function onLive(msg) {
   }
   deliver(msg);
 }
-
-// The destination's feed, for display (gap) and tests.
-export const feedOfDestination = (dest) => feeds.get(dest) || null;
