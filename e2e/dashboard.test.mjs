@@ -552,6 +552,35 @@ test('after its connection drops the page resumes after its cursor: no gap, no d
   assert.equal(await alice.locator(`.board-row[data-market="${MARKET}"] .gap`).isVisible(), false, 'no gap shown');
 });
 
+test('a resume the gateway can no longer fully serve shows a gap', { timeout: 60000 }, async () => {
+  // a gateway that keeps only 3 messages per destination, at 20 trades a second per market:
+  // half a second away is more than it keeps
+  const small = await new Gateway(0, ['--demo-rate', '20', '--history-size', '3']).start();
+  const page = await newPage();
+  try {
+    await page.goto(`${small.url}#${MARKET}`);
+    await eventually('connected with trades', async () => (await page.getAttribute('#conn', 'data-state')) === 'connected'
+      && (await page.locator('#tape tr').count()) > 0);
+    assert.equal(await page.locator(`.board-row[data-market="${MARKET}"] .gap`).isVisible(), false, 'no gap before');
+    const cut = Date.now();
+    await page.evaluate(() => window.__stomp.sockets.at(-1).close());
+    await eventually('page reconnected', async () => (await page.getAttribute('#conn', 'data-state')) === 'connected', 15000);
+    const receipt = await eventually('a RECEIPT with x-recovered:false', async () => (await framesSince(page, cut))
+      .find((f) => f.command === 'RECEIPT' && f.headers['x-recovered'] === 'false'), 5000);
+    assert.ok(receipt, 'the gateway said part was gone');
+    await eventually('the gap is shown', async () => page.locator(`.board-row[data-market="${MARKET}"] .gap`).isVisible(), 5000);
+    assert.equal(await page.textContent('#tape-note'), `${MARKET} · gap`);
+    assert.match(await page.getAttribute('#tape-note', 'title'), /no longer had everything/);
+    const n = await tradeCount(page, MARKET);
+    await eventually('trades flow on', async () => (await tradeCount(page, MARKET)) > n, 5000);
+    const ids = await tapeIds(page);
+    assert.equal(new Set(ids).size, ids.length, 'no trade twice in the tape');
+  } finally {
+    await page.context().close();
+    await small.stop();
+  }
+});
+
 test('reconnects and resubscribes by itself after the gateway restarts', { timeout: 60000 }, async () => {
   const port = gw.port;
   await gw.stop();
