@@ -29,11 +29,12 @@ const MARKET = 'KRW-BTC';
 // ------------------------------------------------------------------ gateway process
 
 class Gateway {
-  constructor(port) { this.port = port; this.proc = null; this.log = []; }
+  constructor(port, extra = ['--demo-rate', '20']) { this.port = port; this.extra = extra; this.proc = null; this.log = []; }
 
   start(timeoutMs = 30000) {
+    this.startedAt = Date.now();
     return new Promise((resolve, reject) => {
-      const args = ['--port', String(this.port), '--demo-rate', '20'];
+      const args = ['--port', String(this.port), ...this.extra];
       // the in-process bus and demo feed: no Kafka even if the environment names one
       const env = { ...process.env };
       delete env.STOMPGATE_KAFKA_BROKERS;
@@ -165,6 +166,7 @@ async function sendChat(page, text) {
 // ------------------------------------------------------------------ fixture
 
 let gw;
+let slow;              // a second gateway with a slow demo feed, running since the start: its history
 let browser;
 const problems = [];   // console errors, page errors and off-host requests seen by any page
 
@@ -184,8 +186,75 @@ function watch(page, label) {
   return page;
 }
 
+// Runs in the page before its scripts: records the command and headers of every STOMP frame
+// the page sends and receives (window.__stomp.sent / .received) and keeps its WebSockets
+// (window.__stomp.sockets), so a test can see what was subscribed and replayed, and drop a
+// connection the way a dying replica would.
+function instrumentStomp() {
+  const log = { sent: [], received: [], sockets: [] };
+  window.__stomp = log;
+  const parse = (text) => {
+    const lines = text.replace(/^[\r\n]+/, '').split('\n');
+    const command = lines.shift();
+    const headers = {};
+    for (const l of lines) {
+      if (l === '') break;
+      const i = l.indexOf(':');
+      if (i > 0 && !(l.slice(0, i) in headers)) headers[l.slice(0, i)] = l.slice(i + 1).replace(/\\c/g, ':');
+    }
+    return { command, headers, at: Date.now() };
+  };
+  const Native = window.WebSocket;
+  class Recorded extends Native {
+    constructor(...args) {
+      super(...args);
+      log.sockets.push(this);
+      let buf = '';
+      const dec = new TextDecoder();
+      this.addEventListener('message', (ev) => {
+        buf += typeof ev.data === 'string' ? ev.data : dec.decode(ev.data, { stream: true });
+        let i;
+        while ((i = buf.indexOf('\0')) >= 0) {
+          const f = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          if (f.trim()) log.received.push(parse(f));
+        }
+      });
+    }
+
+    send(data) {
+      const text = typeof data === 'string' ? data : new TextDecoder().decode(data);
+      if (text.trim()) log.sent.push(parse(text));
+      return super.send(data);
+    }
+  }
+  window.WebSocket = Recorded;
+}
+
+// The message-ids of the tape's rows, oldest first, and the frames recorded since `from` ms.
+const tapeIds = (page) => page.$$eval('#tape tr', (rows) => rows.map((r) => r.dataset.id).reverse());
+const framesSince = (page, from, dir = 'received') => page.evaluate(([d, t]) => window.__stomp[d].filter((f) => f.at >= t), [dir, from]);
+
+// The most recent trade message-ids of `destination` the gateway keeps, oldest first: asked
+// from inside the page with its own STOMP client (x-history, collected until the RECEIPT).
+function gatewayHistory(page, destination) {
+  return page.evaluate((dest) => new Promise((resolve, reject) => {
+    const c = new window.StompJs.Client({ brokerURL: new URL('ws', location.href).toString().replace(/^http/, 'ws'), reconnectDelay: 0 });
+    const ids = [];
+    c.onConnect = () => {
+      c.watchForReceipt('hist-1', () => { c.deactivate(); resolve(ids); });
+      c.subscribe(dest, (m) => {
+        if (m.headers['x-replay'] === 'true' && m.headers['event-type'] === 'trade') ids.push(m.headers['message-id']);
+      }, { 'x-history': '1000', receipt: 'hist-1' });
+    };
+    setTimeout(() => reject(new Error('no history from the gateway')), 8000);
+    c.activate();
+  }), destination);
+}
+
 async function newPage(viewport = DESKTOP, name = null) {
   const ctx = await browser.newContext({ viewport, deviceScaleFactor: 1, colorScheme: 'dark', reducedMotion: 'reduce' });
+  await ctx.addInitScript(instrumentStomp);
   if (name) await ctx.addInitScript((n) => localStorage.setItem('stompgate.displayName', n), name);
   const page = watch(await ctx.newPage(), name || 'page');
   page.setDefaultTimeout(15000);
@@ -197,12 +266,14 @@ before(async () => {
   assert.ok(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM} (apt-get install -y chromium)`);
   mkdirSync(SHOTS, { recursive: true });
   gw = await new Gateway(0).start();
+  slow = await new Gateway(0, ['--demo-rate', '2']).start();
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true, timeout: 30000 });
 });
 
 after(async () => {
   if (browser) await browser.close().catch(() => {});
   if (gw) await gw.stop();
+  if (slow) await slow.stop();
 });
 
 // ------------------------------------------------------------------ tests (run in order)
@@ -382,6 +453,134 @@ test('phone width layout', { timeout: 30000 }, async () => {
   await phone.context().close();
 });
 
+test('a fresh page shows recent trades, candles and chat from history at once', { timeout: 90000 }, async (t) => {
+  // the slow gateway makes 2 trades a second per market (each trade picks a market at random);
+  // after 40 s it keeps ~80 per market, far more than a page could receive live in a moment
+  const RATE = 2;
+  await new Promise((r) => setTimeout(r, Math.max(0, slow.startedAt + 40000 - Date.now())));
+  const dest = `/topic/market/${MARKET}`;
+
+  // dora says something on the market and leaves
+  const dora = await newPage(DESKTOP, 'dora');
+  await dora.goto(`${slow.url}#${MARKET}`);
+  await eventually('dora connected', async () => (await dora.getAttribute('#conn', 'data-state')) === 'connected');
+  const said = 'anyone watching the open?';
+  await sendChat(dora, said);
+  await eventually('dora\'s message confirmed', async () => (await chatMsg(dora, said).getAttribute('data-status')) === 'sent', 10000);
+  await dora.context().close();
+
+  const erin = await newPage(DESKTOP, 'erin');
+  const workers = [];
+  erin.on('worker', (w) => workers.push(w.url()));
+  const t0 = Date.now();
+  await erin.goto(`${slow.url}#${MARKET}`);
+  await eventually('tape filled from history', async () => (await erin.locator('#tape tr').count()) >= 45, 5000, 100);
+  await erin.click('.seg-btn[data-interval="1"]');
+  const bars = Number(await erin.getAttribute('#chart', 'data-bars'));
+  const rows = await erin.locator('#tape tr').count();
+  const elapsed = (Date.now() - t0) / 1000;
+  // what could have come live since the page was opened, generously
+  const liveAtMost = Math.ceil(RATE * elapsed * 2) + 4;
+  assert.ok(rows > liveAtMost, `${rows} tape rows ${elapsed.toFixed(1)} s after loading, more than ${liveAtMost} live trades could fill`);
+  assert.ok(bars >= 20 && bars > liveAtMost, `${bars} one-second candles ${elapsed.toFixed(1)} s after loading (live could draw at most ${liveAtMost})`);
+  t.diagnostic(`${rows} tape rows, ${bars} one-second candles ${elapsed.toFixed(1)} s after loading (live at most ${liveAtMost})`);
+  const px = await chartPixels(erin);
+  assert.ok(px.painted > 500 && px.colours > 5, `chart painted (${px.painted} pixels in ${px.colours} colours)`);
+
+  // they came as replayed frames of the market's own destination, asked with x-history
+  const subs = (await framesSince(erin, 0, 'sent')).filter((f) => f.command === 'SUBSCRIBE');
+  const catchUp = subs.find((f) => f.headers.destination === dest);
+  assert.ok(catchUp && Number(catchUp.headers['x-history']) > 0, `SUBSCRIBE ${dest} with x-history (${JSON.stringify(subs.map((f) => f.headers))})`);
+  assert.ok(subs.some((f) => f.headers.destination === '/topic/market/*'), 'the board subscribes to /topic/market/*');
+  const replayed = (await framesSince(erin, 0)).filter((f) => f.command === 'MESSAGE' && f.headers['x-replay'] === 'true' && f.headers.destination === dest);
+  assert.ok(replayed.length >= rows - liveAtMost, `${replayed.length} replayed frames for ${rows} rows`);
+
+  // dora's message is there, from dora, although erin was not connected when it was sent
+  await chatMsg(erin, said).waitFor({ timeout: 2000 });
+  assert.equal(await chatMsg(erin, said).locator('.msg-user').textContent(), 'dora');
+
+  // the tape is in the gateway's order, each trade once
+  const ids = await tapeIds(erin);
+  assert.equal(new Set(ids).size, ids.length, 'no trade twice in the tape');
+  const offsets = ids.map((id) => Number(id.split('-').pop()));
+  assert.deepEqual(offsets, [...offsets].sort((a, b) => a - b), 'tape oldest to newest in log order');
+  // the other markets got their history when the board first saw them live: the live trade
+  // that revealed a market is also the newest of its history, and shows once
+  for (const id of ['KRW-ETH', 'KRW-XRP']) {
+    const n = await tradeCount(erin, id);
+    assert.ok(n > liveAtMost, `${id} shows ${n} trades at once`);
+    await erin.click(`.board-row[data-market="${id}"]`);
+    const other = await tapeIds(erin);
+    assert.ok(other.length >= n, `${id} tape has its ${n} trades (${other.length} rows)`);
+    assert.equal(new Set(other).size, other.length, `no ${id} trade twice in the tape`);
+  }
+  // heart-beats are timed by a Worker, so a hidden tab keeps its connection
+  assert.ok(workers.some((u) => u.startsWith('blob:')), `a heart-beat Worker runs (workers: ${workers.join(', ') || 'none'})`);
+  await erin.context().close();
+});
+
+test('after its connection drops the page resumes after its cursor: no gap, no duplicate', { timeout: 60000 }, async (t) => {
+  const dest = `/topic/market/${MARKET}`;
+  await alice.click(`.board-row[data-market="${MARKET}"]`);
+  await eventually('alice connected', async () => (await alice.getAttribute('#conn', 'data-state')) === 'connected');
+  const cut = Date.now();
+  // the socket goes away under the page, as when its replica dies; the gateway keeps running
+  await alice.evaluate(() => window.__stomp.sockets.at(-1).close());
+  await eventually('page notices', async () => (await alice.getAttribute('#conn', 'data-state')) !== 'connected', 5000, 50);
+  await eventually('page reconnected', async () => (await alice.getAttribute('#conn', 'data-state')) === 'connected', 15000);
+  const resume = await eventually('SUBSCRIBE with x-resume-after', async () => (await framesSince(alice, cut, 'sent'))
+    .find((f) => f.command === 'SUBSCRIBE' && f.headers.destination === dest && f.headers['x-resume-after']), 5000);
+  assert.match(resume.headers['x-resume-after'], /^[a-z]+-\d+-\d+(,[a-z]+-\d+-\d+)*$/, 'the cursor names topic-partition-offset positions');
+  const receipt = await eventually('its RECEIPT', async () => (await framesSince(alice, cut))
+    .find((f) => f.command === 'RECEIPT' && f.headers['receipt-id'] === resume.headers.receipt), 5000);
+  assert.equal(receipt.headers['x-recovered'], 'true', 'the gateway had everything missed');
+  const replayed = (await framesSince(alice, cut)).filter((f) => f.command === 'MESSAGE' && f.headers.destination === dest && f.headers['x-replay'] === 'true');
+  assert.ok(replayed.length > 0, 'trades sent while the page was away were replayed');
+
+  // compare with what the gateway keeps of the market: every trade of it in the tape, once, in order
+  const kept = await gatewayHistory(alice, dest);
+  await alice.waitForTimeout(600);
+  const ids = await tapeIds(alice);
+  assert.equal(new Set(ids).size, ids.length, 'no trade twice in the tape');
+  const shown = new Set(ids);
+  const missing = kept.filter((id) => !shown.has(id));
+  assert.deepEqual(missing, [], `all ${kept.length} trades the gateway kept are in the tape`);
+  t.diagnostic(`${replayed.length} messages replayed after the reconnect; ${kept.length} kept trades all in the ${ids.length}-row tape`);
+  const inTape = ids.filter((id) => kept.includes(id));
+  assert.deepEqual(inTape, kept, 'in the same order');
+  for (const f of replayed) if (f.headers['event-type'] === 'trade') assert.ok(shown.has(f.headers['message-id']), `replayed ${f.headers['message-id']} shown`);
+  assert.equal(await alice.locator(`.board-row[data-market="${MARKET}"] .gap`).isVisible(), false, 'no gap shown');
+});
+
+test('a resume the gateway can no longer fully serve shows a gap', { timeout: 60000 }, async () => {
+  // a gateway that keeps only the newest message per destination, at 20 trades a second per
+  // market: the half second before the page retries brings ~10, more than it keeps
+  const small = await new Gateway(0, ['--demo-rate', '20', '--history-size', '1']).start();
+  const page = await newPage();
+  try {
+    await page.goto(`${small.url}#${MARKET}`);
+    await eventually('connected with trades', async () => (await page.getAttribute('#conn', 'data-state')) === 'connected'
+      && (await page.locator('#tape tr').count()) > 0);
+    assert.equal(await page.locator(`.board-row[data-market="${MARKET}"] .gap`).isVisible(), false, 'no gap before');
+    const cut = Date.now();
+    await page.evaluate(() => window.__stomp.sockets.at(-1).close());
+    await eventually('page reconnected', async () => (await page.getAttribute('#conn', 'data-state')) === 'connected', 15000);
+    const receipt = await eventually('a RECEIPT with x-recovered:false', async () => (await framesSince(page, cut))
+      .find((f) => f.command === 'RECEIPT' && f.headers['x-recovered'] === 'false'), 5000);
+    assert.ok(receipt, 'the gateway said part was gone');
+    await eventually('the gap is shown', async () => page.locator(`.board-row[data-market="${MARKET}"] .gap`).isVisible(), 5000);
+    assert.equal(await page.textContent('#tape-note'), `${MARKET} · gap`);
+    assert.match(await page.getAttribute('#tape-note', 'title'), /no longer had everything/);
+    const n = await tradeCount(page, MARKET);
+    await eventually('trades flow on', async () => (await tradeCount(page, MARKET)) > n, 5000);
+    const ids = await tapeIds(page);
+    assert.equal(new Set(ids).size, ids.length, 'no trade twice in the tape');
+  } finally {
+    await page.context().close();
+    await small.stop();
+  }
+});
+
 test('reconnects and resubscribes by itself after the gateway restarts', { timeout: 60000 }, async () => {
   const port = gw.port;
   await gw.stop();
@@ -394,6 +593,14 @@ test('reconnects and resubscribes by itself after the gateway restarts', { timeo
     await eventually('page reconnected', async () => (await p.getAttribute('#conn', 'data-state')) === 'connected', 20000);
   }
   await eventually('trades flow again after reconnect', async () => (await tradeCount(alice, MARKET)) > before + 5, 10000);
+  // it asked to resume after its cursor; the new gateway's in-process log started over, so the
+  // page cannot know what it missed and says so
+  const resumed = (await framesSince(alice, 0, 'sent')).filter((f) => f.command === 'SUBSCRIBE' && f.headers['x-resume-after']);
+  assert.ok(resumed.length >= 3, `resumed every market (${resumed.length} SUBSCRIBE with x-resume-after)`);
+  await eventually('a gap is shown for the market', async () => alice.locator(`.board-row[data-market="${MARKET}"] .gap`).isVisible(), 5000);
+  assert.equal(await alice.textContent('#tape-note'), `${MARKET} · gap`);
+  const ids = await tapeIds(alice);
+  assert.equal(new Set(ids).size, ids.length, 'no trade twice in the tape');
   await eventually('bob receives trades again', async () => {
     const a = await tradeCount(bob, MARKET);
     await new Promise((r) => setTimeout(r, 500));

@@ -1,5 +1,6 @@
 // stompgate dashboard: a market board, a live chart, a trade tape and a per-market chat,
-// all fed by one STOMP-over-WebSocket subscription to /topic/market/*.
+// fed by one STOMP-over-WebSocket subscription to /topic/market/* plus a short catch-up
+// subscription per market for its history, or for what it missed while disconnected (feeds.js).
 // ES modules, no build step (static/js/, layout in docs/dashboard.md); @stomp/stompjs and
 // lightweight-charts are vendored UMD builds loaded before this as classic scripts.
 // This entry wires the modules together: connection events, MESSAGE dispatch, the name form.
@@ -8,11 +9,12 @@ import { el } from './js/dom.js';
 import { state, RECONNECT_BASE_MS, RECONNECT_MAX_MS } from './js/state.js';
 import { initBoard } from './js/board.js';
 import { initChart } from './js/chart.js';
-import { MARKETS_TOPIC, marketIdOf, marketInUrl, onTrade, select, initMarket } from './js/market.js';
+import { marketIdOf, marketInUrl, onTrade, select, initMarket, markGap } from './js/market.js';
+import { initFeeds, subscribeAll, feedsLost, marketDestination } from './js/feeds.js';
 import { onChat, renderChat, updateChatForm, failPending, initChat } from './js/chat.js';
 import { countMessage, noteLatency, pollStats, startStats } from './js/stats.js';
 import {
-  client, subscribe, applyLogin, loginName, saveLoginName, setConn, showReconnecting, stopCountdown,
+  client, applyLogin, loginName, saveLoginName, setConn, showReconnecting, stopCountdown,
 } from './js/connection.js';
 
 // ---------------------------------------------------------------- connection events
@@ -32,8 +34,9 @@ client.onConnect = (frame) => {
   el.meName.textContent = state.me || 'guest';
   setConn('connected', 'Connected');
   el.conn.title = `${frame.headers.server || 'server'} · session ${frame.headers.session || '?'} · STOMP ${frame.headers.version || '?'}`;
-  // subscriptions do not survive a reconnect: subscribe again on every CONNECTED
-  subscribe(MARKETS_TOPIC, onMessage);
+  // subscriptions do not survive a reconnect: subscribe again on every CONNECTED, catching
+  // up on what each market sent meanwhile (or on its history, the first time)
+  subscribeAll(state.selected ? [marketDestination(state.selected)] : []);
   updateChatForm();
   renderChat();
   pollStats();
@@ -42,6 +45,7 @@ client.onConnect = (frame) => {
 function lost() {
   const wasConnected = state.connected;
   state.connected = false;
+  feedsLost();
   updateChatForm();
   failPending();
   if (!client.active) { stopCountdown(); setConn('disconnected', 'Disconnected'); return; }
@@ -65,10 +69,11 @@ function onMessage(msg) {
   let body;
   try { body = JSON.parse(msg.body); } catch (err) { return; }
   const ts = Number(msg.headers.timestamp) || Number(body.ts) || 0;
-  if (ts) noteLatency(ts);
+  // a replayed message is old by design: its age is not delivery latency
+  if (ts && msg.headers['x-replay'] !== 'true') noteLatency(ts);
   const id = marketIdOf(msg.headers.destination, body);
   if (type === 'trade') {
-    onTrade(id, body, ts);
+    onTrade(id, body, ts, msg.headers['message-id']);
     if (!state.selected && id) select(id, false);
   } else if (type.startsWith('chat.')) {
     onChat(type, id, body);
@@ -93,6 +98,10 @@ el.nameForm.addEventListener('submit', async (ev) => {
 
 // ---------------------------------------------------------------- start
 
+initFeeds({
+  onMessage,
+  onGap: (dest, why) => { const id = marketIdOf(dest, {}); if (id) markGap(id, why); },
+});
 initBoard({ onSelect: (id) => select(id, true) });
 initChart();
 initMarket();

@@ -1,4 +1,5 @@
-// The market board: one row per market, sorted by id, with last price, change and trade count.
+// The market board: one row per market, sorted by id, with last price, change and trade count,
+// and a "gap" mark on a market whose stream could not be fully recovered.
 // Choosing a row (click, or the arrow keys) is reported through the onSelect callback given to
 // initBoard, so the board knows nothing of what selecting a market does.
 
@@ -28,7 +29,8 @@ export function addRow(m) {
     type: 'button', class: 'board-row', 'data-market': m.id, 'aria-pressed': String(state.selected === m.id),
     onclick: () => onSelect(m.id),
   },
-    h('span', { class: 'sym' }, h('b', { text: m.id }), h('small', { class: 'ex', text: '' })),
+    h('span', { class: 'sym' }, h('b', { text: m.id }),
+      h('span', { class: 'sym-sub' }, h('span', { class: 'gap', hidden: true, text: 'gap' }), h('small', { class: 'ex', text: '' }))),
     h('span', { class: 'px num', text: '—' }),
     h('span', { class: 'chg num flat', text: '—' }),
     h('span', { class: 'cnt num', text: '0' }),
@@ -36,8 +38,9 @@ export function addRow(m) {
   const li = h('li', null, btn);
   m.row = {
     li, btn, ex: btn.querySelector('.ex'), px: btn.querySelector('.px'),
-    chg: btn.querySelector('.chg'), cnt: btn.querySelector('.cnt'),
+    chg: btn.querySelector('.chg'), cnt: btn.querySelector('.cnt'), gap: btn.querySelector('.gap'),
   };
+  showGap(m);
   // keep the board sorted by market id
   const after = [...el.board.querySelectorAll('.board-row')].find((b) => b.dataset.market > m.id);
   if (after) el.board.insertBefore(li, after.parentElement); else el.board.append(li);
@@ -52,8 +55,14 @@ export function renderRow(m) {
   r.chg.textContent = c.text;
   r.chg.className = `chg num ${c.cls}`;
   r.cnt.textContent = fmtInt(m.count);
-  r.btn.setAttribute('aria-label', `${m.id}, last ${fmtPrice(m, m.last)}, change ${c.text}, ${m.count} trades`);
+  r.btn.setAttribute('aria-label', `${m.id}, last ${fmtPrice(m, m.last)}, change ${c.text}, ${m.count} trades${m.gap ? ', with a gap' : ''}`);
   flash(r.px, m.dir);
+}
+
+export function showGap(m) {
+  if (!m.row) return;
+  m.row.gap.hidden = !m.gap;
+  m.row.gap.title = m.gap || '';
 }
 
 export function markSelected(id) {

@@ -1,7 +1,9 @@
 // The STOMP client (@stomp/stompjs, loaded before the modules as the classic script
 // vendor/stomp.umd.min.js, global StompJs) and the connection status shown in the header.
-// Every SUBSCRIBE goes through subscribe() and every SEND through sendWithReceipt(); what to
-// do on connect, on loss and per MESSAGE is app.js's.
+// Every SUBSCRIBE goes through subscribe() and every SEND through sendWithReceipt(); which
+// destinations to subscribe is feeds.js's, what to do on connect and on loss is app.js's.
+// Heart-beats are timed by a Worker, so a hidden tab (whose timers the browser slows down)
+// keeps its connection.
 
 import { el } from './dom.js';
 import { state, nextSeq, RECONNECT_BASE_MS, RECONNECT_MAX_MS } from './state.js';
@@ -18,7 +20,7 @@ function wsUrl() {
   return u.toString();
 }
 
-const { Client, ReconnectionTimeMode } = window.StompJs;
+const { Client, ReconnectionTimeMode, TickerStrategy } = window.StompJs;
 
 export const client = new Client({
   brokerURL: wsUrl(),
@@ -29,11 +31,19 @@ export const client = new Client({
   connectionTimeout: 8000,
   heartbeatIncoming: 10000,
   heartbeatOutgoing: 10000,
+  heartbeatStrategy: TickerStrategy.Worker,
   debug: () => {},
 });
 
-// SUBSCRIBE to `destination` with any extra headers; `onFrame` gets every MESSAGE.
-export function subscribe(destination, onFrame, headers = {}) {
+// SUBSCRIBE to `destination` with any extra headers; `onFrame` gets every MESSAGE. With
+// `onReceipt`, the SUBSCRIBE carries a fresh `receipt` header and `onReceipt(frame)` runs
+// when its RECEIPT arrives (after any history the subscription asked for).
+export function subscribe(destination, onFrame, headers = {}, onReceipt = null) {
+  if (onReceipt) {
+    const receipt = `sub-rcpt-${Date.now().toString(36)}-${nextSeq()}`;
+    client.watchForReceipt(receipt, onReceipt);
+    headers = { ...headers, receipt };
+  }
   return client.subscribe(destination, onFrame, headers);
 }
 

@@ -1,6 +1,6 @@
 // Trades in, markets out: folds each trade into its market (price, counters, tape, candles),
-// selects the market shown in the chart, tape and chat, and batches the board and header
-// redraws into one per frame.
+// selects the market shown in the chart, tape and chat, batches the board and header redraws
+// into one per frame, and marks a market whose stream has a gap.
 
 import { el, h } from './dom.js';
 import { fmtPrice, fmtChange, fmtQty, fmtTime, fmtInt, decimalsOf } from './format.js';
@@ -9,10 +9,7 @@ import { foldTrade, candleTime } from './candles.js';
 import * as board from './board.js';
 import { applyPriceFormat, loadChart, chartUpdate, tzShift } from './chart.js';
 import { renderChat, updateChatForm } from './chat.js';
-
-// The page's one subscription: trades and chat events of every market.
-export const MARKETS_TOPIC = '/topic/market/*';
-const PREFIX = '/topic/market/';
+import { MARKET_PREFIX as PREFIX } from './feeds.js';
 
 // The market a MESSAGE is about: the body's `market`, else the destination's last segment.
 export function marketIdOf(destination, body) {
@@ -47,7 +44,7 @@ function flush() {
 
 // ---------------------------------------------------------------- trades
 
-export function onTrade(id, t, ts) {
+export function onTrade(id, t, ts, msgId) {
   const price = Number(t.price);
   if (!id || !isFinite(price)) return;
   const qty = Number(t.qty) || 0;
@@ -68,7 +65,7 @@ export function onTrade(id, t, ts) {
   if (m.count === 1 && state.selected === id) applyPriceFormat(m);
 
   const tsMs = ts || Date.now();
-  const trade = { ts: tsMs, side: t.side === 'sell' ? 'sell' : 'buy', price, qty: fmtQty(t.qty), m };
+  const trade = { id: msgId || null, ts: tsMs, side: t.side === 'sell' ? 'sell' : 'buy', price, qty: fmtQty(t.qty), m };
   m.trades.unshift(trade);
   if (m.trades.length > MAX_TAPE_STORE) m.trades.length = MAX_TAPE_STORE;
 
@@ -86,7 +83,7 @@ export function onTrade(id, t, ts) {
 
 function tapeRow(t) {
   const cls = t.side === 'sell' ? 'down' : 'up';
-  return h('tr', null,
+  return h('tr', { 'data-id': t.id },
     h('td', { text: fmtTime(t.ts, true) }),
     h('td', { class: `side ${cls}`, text: t.side }),
     h('td', { class: `num ${cls}`, text: fmtPrice(t.m, t.price) }),
@@ -126,7 +123,7 @@ export function select(id, userAction) {
   document.title = `${id} · stompgate`;
   el.title.textContent = id;
   el.chatNote.textContent = `everyone on ${id}`;
-  el.tapeNote.textContent = id;
+  showGap(state.markets.get(id), id);
   for (const n of [el.price, el.change, el.high, el.low, el.count]) { n.textContent = '—'; n.className = 'fig-value'; }
   el.exchange.textContent = '';
   const m = state.markets.get(id);
@@ -142,6 +139,21 @@ export function select(id, userAction) {
   renderMarketHead();
   renderChat();
   updateChatForm();
+}
+
+// Part of market `id`'s stream is missing (feeds.js says why): marked on its board row and,
+// while it is selected, next to the tape.
+export function markGap(id, why) {
+  const m = market(id, board.addRow);
+  m.gap = why;
+  board.showGap(m);
+  if (state.selected === id) showGap(m, id);
+}
+
+function showGap(m, id) {
+  el.tapeNote.textContent = m && m.gap ? `${id} · gap` : id;
+  el.tapeNote.title = m && m.gap ? m.gap : '';
+  el.tapeNote.classList.toggle('gap-note', !!(m && m.gap));
 }
 
 export function initMarket() {

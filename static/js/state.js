@@ -11,6 +11,8 @@ export const RECONNECT_BASE_MS = 500;         // first retry; doubles up to the 
 export const RECONNECT_MAX_MS = 10000;
 export const RECEIPT_TIMEOUT_MS = 10000;
 export const STATS_POLL_MS = 2000;
+export const HISTORY_ASK = MAX_TAPE_STORE;    // x-history asked per market (the gateway may keep fewer)
+export const MAX_CATCHUPS = 8;                // catch-up subscriptions open at once (feeds.js)
 
 export const state = {
   markets: new Map(),        // id -> market record
@@ -24,6 +26,7 @@ export const state = {
   retryAt: 0,                // when the next attempt is due (ms since epoch)
   chat: new Map(),           // market id -> { list: [], byId: Map }
   received: 0,
+  replayed: 0,               // messages that came from the gateway's history
 };
 
 // Page-wide counter for chat entry keys and receipt ids.
@@ -37,7 +40,7 @@ export function market(id, onNew) {
     m = {
       id, exchange: '', exchanges: new Set(), first: null, last: null, high: -Infinity, low: Infinity,
       count: 0, decimals: 0, bars: {}, trades: [], dirty: true,
-      dir: 0, row: null,
+      dir: 0, row: null, gap: null,
     };
     for (const iv of INTERVALS) m.bars[iv] = [];
     state.markets.set(id, m);

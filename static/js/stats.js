@@ -36,6 +36,7 @@ function tick() {
     el.statLatency.textContent = '—';
   }
   el.statTotal.textContent = fmtInt(state.received);
+  el.statTotal.title = `${fmtInt(state.replayed)} of them replayed from the gateway's history`;
 }
 
 export async function pollStats() {

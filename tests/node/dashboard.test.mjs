@@ -1,4 +1,4 @@
-// Unit tests of the dashboard's DOM-free modules (static/js/format.js, candles.js) and of the
+// Unit tests of the dashboard's DOM-free modules (static/js/format.js, candles.js, cursor.js) and of the
 // module layout: every relative import resolves, and no module imports one that imports it
 // back (docs/dashboard.md, "Code layout"). No gateway, no browser.
 //
@@ -15,6 +15,7 @@ const STATIC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..
 let dir;
 let fmt;
 let candles;
+let cursor;
 
 before(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'stompgate-dashboard-'));
@@ -22,6 +23,7 @@ before(async () => {
   writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }\n');
   fmt = await import(pathToFileURL(path.join(dir, 'format.js')));
   candles = await import(pathToFileURL(path.join(dir, 'candles.js')));
+  cursor = await import(pathToFileURL(path.join(dir, 'cursor.js')));
 });
 
 after(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
@@ -133,6 +135,65 @@ test('foldTrade: the series keeps at most maxBars candles, dropping the oldest',
   for (let t = 0; t < 1600; t++) candles.foldTrade(full, { time: t, price: 1, qty: 1 });
   assert.equal(full.length, 1500, 'default cap is MAX_BARS');
   assert.equal(full[0].time, 100);
+});
+
+// ------------------------------------------------------------------ cursor.js
+
+const msg = (id, xc) => ({ 'message-id': id, ...(xc ? { 'x-cursor': xc } : {}) });
+
+test('positionOf reads topic-partition-offset, dashes in the topic included', () => {
+  assert.deepEqual(cursor.positionOf('trades-0-42'), { key: 'trades-0', offset: 42 });
+  assert.deepEqual(cursor.positionOf('market-trades-11-7'), { key: 'market-trades-11', offset: 7 });
+  assert.equal(cursor.positionOf('abc'), null);
+  assert.equal(cursor.positionOf('trades-x-1'), null);
+  assert.equal(cursor.positionOf(undefined), null);
+});
+
+test('a feed starts with no cursor, then follows each message\'s x-cursor', () => {
+  const f = cursor.createFeed();
+  assert.equal(cursor.cursorOf(f), '');
+  assert.equal(cursor.admit(f, msg('trades-0-5', 'trades-0-5')), 'new');
+  assert.equal(cursor.cursorOf(f), 'trades-0-5');
+  assert.equal(cursor.admit(f, msg('chat-1-2', 'trades-0-5,chat-1-2')), 'new');
+  assert.equal(cursor.admit(f, msg('trades-0-9', 'trades-0-9,chat-1-2')), 'new');
+  assert.equal(cursor.cursorOf(f), 'trades-0-9,chat-1-2');
+  // without x-cursor the message-id is the position of its one partition
+  assert.equal(cursor.admit(f, msg('chat-1-4')), 'new');
+  assert.equal(cursor.cursorOf(f), 'trades-0-9,chat-1-4');
+});
+
+test('merging a catch-up with held live messages drops what is at or before the cursor', () => {
+  const f = cursor.createFeed();
+  // replayed 1..3, then the held live 3 and 4: 3 is the overlap
+  const seen = ['trades-0-1', 'trades-0-2', 'trades-0-3', 'trades-0-3', 'trades-0-4']
+    .filter((id) => cursor.admit(f, msg(id, id), true) !== 'duplicate');
+  assert.deepEqual(seen, ['trades-0-1', 'trades-0-2', 'trades-0-3', 'trades-0-4']);
+  // an older position not seen on this page (it was never received) is still the overlap
+  assert.equal(cursor.admit(f, msg('trades-0-0', 'trades-0-0'), true), 'duplicate');
+});
+
+test('outside a merge a repeated id is a duplicate, an older unseen one means the log started over', () => {
+  const f = cursor.createFeed();
+  cursor.admit(f, msg('trades-0-100', 'trades-0-100,chat-0-30'));
+  assert.equal(cursor.admit(f, msg('trades-0-100', 'trades-0-100,chat-0-30')), 'duplicate');
+  assert.equal(cursor.admit(f, msg('trades-0-3', 'trades-0-3')), 'restart');
+  // the old positions are forgotten: the cursor is the new log's
+  assert.equal(cursor.cursorOf(f), 'trades-0-3');
+  assert.equal(cursor.admit(f, msg('trades-0-4', 'trades-0-4')), 'new');
+});
+
+test('a message without a position is kept once by its id', () => {
+  const f = cursor.createFeed();
+  assert.equal(cursor.admit(f, msg('local-abc')), 'new');
+  assert.equal(cursor.admit(f, msg('local-abc')), 'duplicate');
+  assert.equal(cursor.cursorOf(f), '');
+});
+
+test('a feed remembers only the most recent message ids', () => {
+  const f = cursor.createFeed();
+  for (let i = 0; i < cursor.RECENT_IDS + 50; i++) cursor.admit(f, msg(`t-0-${i}`));
+  assert.equal(f.recent.size, cursor.RECENT_IDS);
+  assert.ok(!f.recent.has('t-0-0') && f.recent.has(`t-0-${cursor.RECENT_IDS + 49}`));
 });
 
 // ------------------------------------------------------------------ module layout
