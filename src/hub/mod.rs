@@ -60,6 +60,9 @@ impl Default for HistorySettings {
     }
 }
 
+/// The subscribers of one wildcard prefix, by (session id, subscription id).
+type WildcardSubscribers = HashMap<(u64, String), Subscriber>;
+
 /// One exact destination: its subscribers and its recent messages.
 #[derive(Default)]
 struct Slot {
@@ -73,7 +76,7 @@ pub struct Hub {
     exact: DashMap<Arc<str>, Slot>,
     /// Prefix before `*` -> subscribers by (session, subscription id); a wildcard matches
     /// one path segment. Keyed, so unsubscribing is one removal, not a scan under the lock.
-    wildcard: RwLock<HashMap<String, HashMap<(u64, String), Subscriber>>>,
+    wildcard: RwLock<HashMap<String, WildcardSubscribers>>,
     metrics: Arc<Metrics>,
     history: HistorySettings,
     history_bytes: AtomicUsize,
