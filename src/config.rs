@@ -1,6 +1,7 @@
 //! Gateway configuration: command-line flags, each with an environment variable and a
 //! documented default. `stompgate --help` lists them all.
 
+use crate::admission::{AdmissionSettings, Cidr, ForwardedHeader};
 use crate::hub::HistorySettings;
 use crate::hub::outbox::SlowConsumerPolicy;
 use crate::session::SessionSettings;
@@ -262,9 +263,77 @@ pub struct Config {
     #[arg(long, env = "STOMPGATE_MAX_CONNECTIONS_PER_IP", default_value_t = 1000)]
     pub max_connections_per_ip: usize,
 
-    /// Take the client address from X-Forwarded-For (only behind a trusted proxy).
-    #[arg(long, env = "STOMPGATE_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set)]
-    pub trust_forwarded_for: bool,
+    // Connection edge: who may connect, how fast, and how long a connection may dawdle
+    // before it is a session (see docs/operations.md).
+    /// Proxies (addresses or CIDR networks, comma-separated) whose forwarding header is
+    /// believed: it is read right to left, skipping these hops, and the first other address
+    /// is the client. Empty (the default): forwarding headers are ignored.
+    #[arg(long, env = "STOMPGATE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<Cidr>,
+
+    /// The header the trusted proxies write the client address into.
+    #[arg(
+        long,
+        env = "STOMPGATE_FORWARDED_HEADER",
+        value_enum,
+        default_value = "x-forwarded-for"
+    )]
+    pub forwarded_header: ForwardedHeader,
+
+    /// IPv6 clients share per-address limits per network of this prefix length.
+    #[arg(long, env = "STOMPGATE_IPV6_PREFIX", default_value_t = 64)]
+    pub ipv6_prefix: u8,
+
+    /// New connections (WebSocket upgrades and TCP) per second per client address; more
+    /// get HTTP 429 (0: unlimited).
+    #[arg(long, env = "STOMPGATE_CONNECT_RATE_PER_IP", default_value_t = 20.0)]
+    pub connect_rate_per_ip: f64,
+
+    /// New connections an address may open in a burst above the rate.
+    #[arg(long, env = "STOMPGATE_CONNECT_BURST_PER_IP", default_value_t = 40.0)]
+    pub connect_burst_per_ip: f64,
+
+    /// Open plain-HTTP connections (not yet upgraded) of the whole gateway; more are
+    /// closed at accept.
+    #[arg(long, env = "STOMPGATE_MAX_HTTP_CONNECTIONS", default_value_t = 4096)]
+    pub max_http_connections: usize,
+
+    /// Open plain-HTTP connections (not yet upgraded) per socket address; trusted proxies
+    /// are exempt (0: unlimited).
+    #[arg(
+        long,
+        env = "STOMPGATE_MAX_HTTP_CONNECTIONS_PER_IP",
+        default_value_t = 64
+    )]
+    pub max_http_connections_per_ip: usize,
+
+    /// Time a client has to send the whole header of an HTTP request (the WebSocket
+    /// upgrade included), ms.
+    #[arg(
+        long,
+        env = "STOMPGATE_HTTP_HEADER_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub http_header_timeout_ms: u64,
+
+    /// A plain-HTTP connection with no bytes read or written for this long is closed, ms.
+    #[arg(long, env = "STOMPGATE_HTTP_IDLE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub http_idle_timeout_ms: u64,
+
+    /// Most bytes a WebSocket may have waiting to be written (replies and pongs to a
+    /// client that does not read). Must exceed --outbox-bytes by at least 64 KiB.
+    #[arg(long, env = "STOMPGATE_WS_MAX_WRITE_BUFFER_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub ws_max_write_buffer_bytes: usize,
+
+    /// WebSocket pings a client may send per second; more close the connection
+    /// (0: unlimited).
+    #[arg(long, env = "STOMPGATE_MAX_PINGS_PER_SECOND", default_value_t = 10)]
+    pub max_pings_per_second: u32,
+
+    /// Serve /metrics and /api/stats only on this port (same --bind address); the public
+    /// port then keeps /ws, the dashboard, /healthz, /readyz and GET /api/markets.
+    #[arg(long, env = "STOMPGATE_INTERNAL_PORT")]
+    pub internal_port: Option<u16>,
 
     /// On shutdown, how long /readyz reports not-ready before clients are told to leave, ms.
     #[arg(long, env = "STOMPGATE_DRAIN_DELAY_MS", default_value_t = 1000)]
@@ -417,6 +486,33 @@ impl Config {
         if self.max_connections == 0 {
             return Err("--max-connections must be at least 1".into());
         }
+        if std::env::var_os("STOMPGATE_TRUST_FORWARDED_FOR").is_some() {
+            return Err("STOMPGATE_TRUST_FORWARDED_FOR was replaced by STOMPGATE_TRUSTED_PROXIES (--trusted-proxies): list the proxy addresses or networks whose X-Forwarded-For may be believed".into());
+        }
+        if !(1..=128).contains(&self.ipv6_prefix) {
+            return Err(format!(
+                "--ipv6-prefix {} must be between 1 and 128",
+                self.ipv6_prefix
+            ));
+        }
+        if !(self.connect_rate_per_ip >= 0.0 && self.connect_burst_per_ip >= 1.0) {
+            return Err(
+                "--connect-rate-per-ip must be >= 0 and --connect-burst-per-ip >= 1".into(),
+            );
+        }
+        if self.max_http_connections == 0 {
+            return Err("--max-http-connections must be at least 1".into());
+        }
+        if self.ws_max_write_buffer_bytes < self.outbox_bytes + 64 * 1024 {
+            return Err(format!(
+                "--ws-max-write-buffer-bytes {} must be at least --outbox-bytes + 65536 ({}): one write may carry a whole outbox",
+                self.ws_max_write_buffer_bytes,
+                self.outbox_bytes + 64 * 1024
+            ));
+        }
+        if self.internal_port.is_some() && self.internal_port == Some(self.port) && self.port != 0 {
+            return Err("--internal-port must differ from --port".into());
+        }
         for m in &self.demo_markets {
             if !crate::destination::valid_market_id(m) {
                 return Err(format!(
@@ -425,6 +521,22 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Admission limits (who may connect, how many, how fast).
+    pub fn admission(&self) -> AdmissionSettings {
+        AdmissionSettings {
+            max_connections: self.max_connections,
+            max_per_address: self.max_connections_per_ip,
+            connect_rate: self.connect_rate_per_ip,
+            connect_burst: self.connect_burst_per_ip,
+            trusted_proxies: self.trusted_proxies.clone(),
+            forwarded_header: self.forwarded_header,
+            ipv6_prefix: self.ipv6_prefix,
+            allowed_origins: self.allowed_origins.clone(),
+            max_http_connections: self.max_http_connections,
+            max_http_per_address: self.max_http_connections_per_ip,
+        }
     }
 
     /// Authentication settings; reads the public key file.

@@ -2,6 +2,7 @@
 //! the local bus and the demo feed) and the session context, and holds what the listeners
 //! need (connection limits, readiness, the session tracker).
 
+use crate::admission::Admission;
 use crate::auth::Auth;
 use crate::bus::kafka::{KafkaBus, KafkaSettings};
 use crate::bus::local::LocalBus;
@@ -10,14 +11,12 @@ use crate::chat::Chat;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::ingest::Ingest;
-use crate::limits::IpLimiter;
 use crate::metrics::Metrics;
 use crate::route::Router;
 use crate::session::SessionContext;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 pub struct Gateway {
@@ -27,10 +26,8 @@ pub struct Gateway {
     pub hub: Arc<Hub>,
     pub bus: Arc<dyn Bus>,
     pub metrics: Arc<Metrics>,
-    /// Connections per client address.
-    pub per_ip: Arc<IpLimiter>,
-    /// Permits for open connections (WebSocket and TCP together).
-    pub connections: Arc<Semaphore>,
+    /// Who may open a connection (address, origin, rate, connection limits).
+    pub admission: Arc<Admission>,
     /// Session tasks, awaited on shutdown.
     pub sessions: TaskTracker,
     draining: AtomicBool,
@@ -113,8 +110,7 @@ impl Gateway {
             config.session_settings(),
         ));
         Ok(Arc::new(Gateway {
-            per_ip: IpLimiter::new(config.max_connections_per_ip),
-            connections: Arc::new(Semaphore::new(config.max_connections)),
+            admission: Arc::new(Admission::new(config.admission(), metrics.clone())),
             config,
             sessions_cx,
             hub,

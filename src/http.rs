@@ -1,39 +1,72 @@
 //! The HTTP face of the gateway: `/ws` (STOMP over WebSocket), `/healthz`, `/readyz`,
-//! `/metrics`, `/api/stats` and the dashboard files.
+//! `/metrics`, `/api/stats` and the dashboard files. With `--internal-port`, `/metrics`
+//! and `/api/stats` move to a router of their own on that port.
 
-use crate::disconnect::Disconnect;
+use crate::admission::Refusal;
 use crate::gateway::Gateway;
 use crate::session::Session;
 use crate::stomp::Version;
-use crate::transport::Transport;
+use crate::transport::{PingLimit, Transport};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use rust_embed::RustEmbed;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tower_service::Service;
 
 /// The dashboard, built into the binary so it is served from any working directory.
 #[derive(RustEmbed)]
 #[folder = "static/"]
 struct StaticFiles;
 
+/// The public routes. With `--internal-port` the operator routes (`/metrics`,
+/// `/api/stats`) are left out: they are served by [`internal_router`] only.
 pub fn router(gw: Arc<Gateway>) -> Router {
     let router = Router::new()
         .route("/ws", get(websocket))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/api/stats", get(stats));
+        .route("/readyz", get(readyz));
+    let router = if gw.config.internal_port.is_none() {
+        operator_routes(router)
+    } else {
+        router
+    };
     let router = match &gw.config.static_dir {
-        Some(dir) => router.fallback_service(tower_http::services::ServeDir::new(dir)),
+        Some(_) => router.fallback(static_dir),
         None => router.fallback(embedded),
     };
     router.with_state(gw)
+}
+
+/// The routes of `--internal-port`: metrics, stats and health, nothing clients use.
+pub fn internal_router(gw: Arc<Gateway>) -> Router {
+    operator_routes(Router::new())
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+        .with_state(gw)
+}
+
+fn operator_routes(router: Router<Arc<Gateway>>) -> Router<Arc<Gateway>> {
+    router
+        .route("/metrics", get(metrics))
+        .route("/api/stats", get(stats))
+}
+
+fn refusal(r: Refusal) -> Response {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
+    let mut response = (status, r.message).into_response();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    response
 }
 
 async fn websocket(
@@ -50,89 +83,60 @@ async fn websocket(
         )
             .into_response();
     }
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let origin = header("origin");
-    if !crate::origin::allowed(origin, header("host"), &gw.config.allowed_origins) {
-        gw.metrics.errors.with_label_values(&["origin"]).inc();
-        tracing::info!(%peer, origin, "websocket refused: origin not allowed");
-        return (
-            StatusCode::FORBIDDEN,
-            format!(
-                "origin {} is not allowed to open a WebSocket here; add it to --allowed-origins\n",
-                origin.unwrap_or_default()
-            ),
-        )
-            .into_response();
+    let admission = gw.admission.clone();
+    let client_ip = admission.client_ip(peer.ip(), &headers);
+    if let Err(r) = admission.check_origin(&headers) {
+        tracing::info!(%client_ip, reason = r.reason, "websocket refused: origin not allowed");
+        return refusal(r);
     }
-    let client_ip = match (gw.config.trust_forwarded_for, header("x-forwarded-for")) {
-        (true, Some(xff)) => xff
-            .split(',')
-            .next()
-            .and_then(|ip| ip.trim().parse().ok())
-            .unwrap_or(peer.ip()),
-        _ => peer.ip(),
-    };
-    let token = header("authorization")
+    if let Err(r) = admission.check_rate(client_ip) {
+        tracing::info!(%client_ip, reason = r.reason, "websocket refused: connection rate");
+        return refusal(r);
+    }
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "))
         .map(str::to_string)
         .or_else(|| query_param(uri.query(), "access_token"));
-    let ip_slot = gw.per_ip.acquire(client_ip);
-    let permit = gw.connections.clone().try_acquire_owned().ok();
+    let ticket = admission.admit(client_ip);
     let max_message = gw.config.max_body_bytes * 2 + 64 * 1024;
+    let pings = PingLimit::new(
+        gw.config.max_pings_per_second,
+        gw.metrics.refused.with_label_values(&["ping_flood"]),
+    );
     // A 1 KiB read buffer (tungstenite's default is 128 KiB): clients send little, and it
     // grows to fit a larger message when one comes. 10.0 -> 7.0 KB RSS per idle connection
-    // at 19,000 connections (loadgen --mode idle).
+    // at 19,000 connections (loadgen --mode idle). The write buffer is bounded: pongs and
+    // replies to a client that does not read stop there (tungstenite's default is unbounded).
     ws.protocols(Version::ALL.iter().rev().map(|v| v.subprotocol()))
         .read_buffer_size(1024)
         .write_buffer_size(0)
+        .max_write_buffer_size(gw.config.ws_max_write_buffer_bytes)
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |socket| async move {
-            let transport = Transport::websocket(socket);
-            let Some(ip_slot) = ip_slot else {
-                crate::server::refuse(gw, transport, Disconnect::TooManyFromAddress).await;
-                return;
-            };
-            let Some(permit) = permit else {
-                crate::server::refuse(gw, transport, Disconnect::ServerFull).await;
-                return;
+            let transport = Transport::websocket_limited(socket, pings, gw.config.frame_limits());
+            let ticket = match ticket {
+                Ok(t) => t,
+                Err(reason) => {
+                    tracing::info!(%client_ip, %reason, "websocket refused");
+                    admission.refuse(transport, reason).await;
+                    return;
+                }
             };
             let peer = SocketAddr::new(client_ip, peer.port());
             let session = Session::new(gw.sessions_cx.clone(), peer, token);
             gw.sessions.track_future(session.run(transport)).await;
-            drop((permit, ip_slot));
+            drop(ticket);
         })
 }
 
-/// The value of `name` in a URL query string (percent-decoding `%XX` and `+`).
+/// The value of `name` in a URL query string (`application/x-www-form-urlencoded`).
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == name).then(|| percent_decode(v))
-    })
-}
-
-fn percent_decode(s: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
@@ -182,6 +186,55 @@ async fn stats(State(gw): State<Arc<Gateway>>) -> Json<serde_json::Value> {
     }))
 }
 
+/// `--static-dir`: files under the folder only. Dotfiles (`.env`, `.git/`) are never
+/// served, and a path whose real location (symbolic links resolved) is outside the folder
+/// is not found.
+async fn static_dir(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
+    let not_found = || (StatusCode::NOT_FOUND, "not found\n").into_response();
+    let Some(dir) = gw.config.static_dir.clone() else {
+        return not_found();
+    };
+    let Ok(path) = percent_encoding::percent_decode_str(request.uri().path()).decode_utf8() else {
+        return not_found();
+    };
+    let segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if segments
+        .iter()
+        .any(|s| s.starts_with('.') || s.contains('\\') || s.contains('\0'))
+    {
+        return not_found();
+    }
+    let inside = tokio::task::spawn_blocking(move || {
+        let root = std::fs::canonicalize(&dir).ok()?;
+        let mut target = root.clone();
+        target.extend(&segments);
+        let real = std::fs::canonicalize(&target).ok()?;
+        let real = if real.is_dir() {
+            std::fs::canonicalize(real.join("index.html")).ok()?
+        } else {
+            real
+        };
+        real.starts_with(&root).then_some(())
+    })
+    .await
+    .ok()
+    .flatten();
+    if inside.is_none() {
+        return not_found();
+    }
+    match tower_http::services::ServeDir::new(gw.config.static_dir.as_ref().expect("checked"))
+        .call(request)
+        .await
+    {
+        Ok(response) => response.into_response(),
+        Err(never) => match never {},
+    }
+}
+
 async fn embedded(uri: Uri) -> Response {
     let path = uri.path().trim_start_matches('/');
     let path = if path.is_empty() { "index.html" } else { path };
@@ -207,6 +260,13 @@ mod tests {
         );
         assert_eq!(query_param(Some("a=1"), "access_token"), None);
         assert_eq!(query_param(None, "access_token"), None);
-        assert_eq!(percent_decode("%E2%82%AC+%zz%"), "\u{20ac} %zz%");
+        assert_eq!(
+            query_param(Some("access_token=%E2%82%AC+%zz%"), "access_token").as_deref(),
+            Some("\u{20ac} %zz%")
+        );
+        assert_eq!(
+            query_param(Some("access%5Ftoken=t"), "access_token").as_deref(),
+            Some("t")
+        );
     }
 }

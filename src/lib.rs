@@ -16,8 +16,8 @@
 //!   drives it over a transport (`driver`), with acks, transactions and MESSAGE assembly.
 //! - [`transport`]: WebSocket and raw TCP byte pipes under a session.
 //! - [`auth`]: JWT on CONNECT and destination permissions.
-//! - [`limits`]: connections per client address.
-//! - [`origin`]: the WebSocket Origin check.
+//! - [`admission`]: who may open a connection: client address behind trusted proxies,
+//!   Origin, connection rate and limits per address and in total.
 //!
 //! Fan-out:
 //! - [`hub`]: destinations to subscribers; publish encodes once and fans out to bounded
@@ -33,11 +33,13 @@
 //!
 //! Process:
 //! - [`http`]: the axum router: `/ws`, health, readiness, metrics, stats, dashboard.
-//! - [`server`]: listeners, refusals and graceful shutdown.
+//! - [`server`]: listeners (HTTP with its timeouts, raw TCP, the internal port) and graceful
+//!   shutdown.
 //! - [`gateway`]: the wiring of all of the above.
 //! - [`memory`]: freed heap handed back to the OS.
 //! - [`config`], [`metrics`], [`disconnect`], [`clock`]: as named.
 
+pub mod admission;
 pub mod auth;
 pub mod bus;
 pub mod chat;
@@ -50,10 +52,8 @@ pub mod gateway;
 pub mod http;
 pub mod hub;
 pub mod ingest;
-pub mod limits;
 pub mod memory;
 pub mod metrics;
-pub mod origin;
 pub mod route;
 pub mod server;
 pub mod session;

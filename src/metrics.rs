@@ -29,6 +29,8 @@ pub struct Metrics {
     pub dropped: IntCounter,
     /// Connections closed, by reason (see `Disconnect`).
     pub disconnects: IntCounterVec,
+    /// Connections and requests refused or closed at the connection edge, by reason.
+    pub refused: IntCounterVec,
     /// ERROR frames sent to clients, by reason.
     pub errors: IntCounterVec,
     /// Inbound records skipped, by reason.
@@ -123,6 +125,11 @@ impl Metrics {
             disconnects: counter_vec(
                 "disconnects_total",
                 "Connections closed, by reason",
+                "reason",
+            ),
+            refused: counter_vec(
+                "refused_total",
+                "Connections and requests refused or closed at the connection edge, by reason",
                 "reason",
             ),
             errors: counter_vec("errors_total", "ERROR frames sent, by reason", "reason"),

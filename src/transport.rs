@@ -9,6 +9,7 @@
 //! library sends a lone command as its first message.
 
 use crate::disconnect::Disconnect;
+use crate::stomp::{Extent, Framer, Limits};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use bytes::{Bytes, BytesMut};
 use futures::SinkExt;
@@ -20,8 +21,104 @@ pub enum Transport {
         ws: Box<WebSocket>,
         /// Whether a person types the frames line by line (decided by the first message).
         typed: Option<bool>,
+        /// Pings answered in the current second, against `--max-pings-per-second`.
+        pings: PingLimit,
+        staged: Staging,
     },
-    Tcp(TcpStream),
+    Tcp {
+        stream: TcpStream,
+        staged: Staging,
+    },
+}
+
+/// Bytes of a frame still arriving. They are handed to the session only once a whole frame
+/// (or a heart-beat) is there, so the session's parser sees each frame once, however
+/// slowly it arrives; a [`Framer`] remembers how far it looked. A frame that breaks a limit
+/// is handed over at once so that the session's parser reports the error.
+pub struct Staging {
+    bytes: BytesMut,
+    framer: Framer,
+    limits: Limits,
+    broken: bool,
+}
+
+impl Staging {
+    pub fn new(limits: Limits) -> Staging {
+        Staging {
+            bytes: BytesMut::new(),
+            framer: Framer::default(),
+            limits,
+            broken: false,
+        }
+    }
+
+    /// Moves every whole frame and heart-beat at the front of the staged bytes to `out`.
+    fn release(&mut self, out: &mut BytesMut) {
+        loop {
+            if self.broken {
+                out.extend_from_slice(&self.bytes.split());
+                return;
+            }
+            match self.framer.scan(&self.bytes, &self.limits) {
+                Ok(Extent::Incomplete) => return,
+                Ok(extent) => {
+                    out.extend_from_slice(&self.bytes.split_to(extent.len()));
+                    self.framer.reset();
+                }
+                Err(_) => self.broken = true,
+            }
+        }
+    }
+}
+
+/// Pings a client may send per second. Each ping makes the WebSocket layer queue a pong;
+/// a client that floods pings and never reads would otherwise only be bounded by the
+/// write buffer. Over the limit the connection is closed and counted.
+#[derive(Default)]
+pub struct PingLimit {
+    /// 0: unlimited.
+    max_per_second: u32,
+    count: u32,
+    window: Option<std::time::Instant>,
+    /// Incremented when a connection is closed for it.
+    refused: Option<prometheus::IntCounter>,
+}
+
+impl PingLimit {
+    pub fn new(max_per_second: u32, refused: prometheus::IntCounter) -> PingLimit {
+        PingLimit {
+            max_per_second,
+            refused: Some(refused),
+            ..Default::default()
+        }
+    }
+
+    /// Counts one ping; `Err` once the second's allowance is used up.
+    fn ping(&mut self) -> Result<(), String> {
+        if self.max_per_second == 0 {
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        match self.window {
+            Some(start) if now.duration_since(start) < std::time::Duration::from_secs(1) => {
+                self.count += 1
+            }
+            _ => {
+                self.window = Some(now);
+                self.count = 1;
+            }
+        }
+        if self.count > self.max_per_second {
+            if let Some(c) = self.refused.take() {
+                c.inc();
+            }
+            return Err(format!(
+                "ping flood: more than {} WebSocket pings in one second (--max-pings-per-second)",
+                self.max_per_second
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Appends one text message of a WebSocket to the read buffer, as a line if it is typed.
@@ -45,16 +142,32 @@ fn append_text(buf: &mut BytesMut, text: &str, typed: &mut Option<bool>) {
 
 impl Transport {
     pub fn websocket(ws: WebSocket) -> Transport {
+        Transport::websocket_limited(ws, PingLimit::default(), Limits::default())
+    }
+
+    /// A WebSocket whose client may send at most `pings` pings per second and frames
+    /// within `limits`.
+    pub fn websocket_limited(ws: WebSocket, pings: PingLimit, limits: Limits) -> Transport {
         Transport::WebSocket {
             ws: Box::new(ws),
             typed: None,
+            pings,
+            staged: Staging::new(limits),
+        }
+    }
+
+    /// Raw STOMP over TCP, frames within `limits`.
+    pub fn tcp(stream: TcpStream, limits: Limits) -> Transport {
+        Transport::Tcp {
+            stream,
+            staged: Staging::new(limits),
         }
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
             Transport::WebSocket { .. } => "ws",
-            Transport::Tcp(_) => "tcp",
+            Transport::Tcp { .. } => "tcp",
         }
     }
 
@@ -62,30 +175,42 @@ impl Transport {
     /// Cancel-safe: nothing is lost if the future is dropped.
     pub async fn recv(&mut self, buf: &mut BytesMut) -> Result<bool, String> {
         match self {
-            Transport::WebSocket { ws, typed } => {
+            Transport::WebSocket {
+                ws,
+                typed,
+                pings,
+                staged,
+            } => {
                 match ws.recv().await {
                     None | Some(Ok(Message::Close(_))) => Ok(false),
                     Some(Ok(Message::Text(text))) => {
-                        append_text(buf, text.as_str(), typed);
+                        append_text(&mut staged.bytes, text.as_str(), typed);
+                        staged.release(buf);
                         Ok(true)
                     }
                     Some(Ok(Message::Binary(data))) => {
                         typed.get_or_insert(false);
-                        buf.extend_from_slice(&data);
+                        staged.bytes.extend_from_slice(&data);
+                        staged.release(buf);
                         Ok(true)
                     }
                     // Pings are answered by the WebSocket layer; they count as liveness.
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(true),
+                    Some(Ok(Message::Ping(_))) => pings.ping().map(|()| true),
+                    Some(Ok(Message::Pong(_))) => Ok(true),
                     Some(Err(e)) => Err(e.to_string()),
                 }
             }
-            Transport::Tcp(stream) => {
-                if buf.capacity() - buf.len() < 1024 {
-                    buf.reserve(4096);
+            Transport::Tcp { stream, staged } => {
+                let bytes = &mut staged.bytes;
+                if bytes.capacity() - bytes.len() < 1024 {
+                    bytes.reserve(4096);
                 }
-                match stream.read_buf(buf).await {
+                match stream.read_buf(bytes).await {
                     Ok(0) => Ok(false),
-                    Ok(_) => Ok(true),
+                    Ok(_) => {
+                        staged.release(buf);
+                        Ok(true)
+                    }
                     Err(e) => Err(e.to_string()),
                 }
             }
@@ -121,7 +246,7 @@ impl Transport {
                 }
                 ws.flush().await.map_err(|e| e.to_string())
             }
-            Transport::Tcp(stream) => {
+            Transport::Tcp { stream, .. } => {
                 for chunk in chunks {
                     stream.write_all(&chunk).await.map_err(|e| e.to_string())?;
                 }
@@ -147,7 +272,7 @@ impl Transport {
                 };
                 let _ = ws.send(Message::Close(Some(frame))).await;
             }
-            Transport::Tcp(stream) => {
+            Transport::Tcp { stream, .. } => {
                 let _ = stream.shutdown().await;
             }
         }

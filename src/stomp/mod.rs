@@ -9,7 +9,7 @@ mod parse;
 
 pub use encode::{encode_frame, escape_into, needs_escaping};
 pub use frame::{Command, Frame, Version};
-pub use parse::{Limits, ParseError, Parsed, parse};
+pub use parse::{Extent, Framer, Limits, ParseError, Parsed, parse};
 
 #[cfg(test)]
 mod tests;

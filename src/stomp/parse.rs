@@ -4,6 +4,10 @@
 //! exactly that frame and returns it; when only part of one is there it returns `Ok(None)`
 //! and consumes nothing, so the caller reads more and calls again. A partial frame is an
 //! expected runtime condition, not an error.
+//!
+//! Finding where a frame ends ([`Framer`]) is separate from decoding it: nothing is
+//! allocated until the whole frame is there, and a [`Framer`] kept between reads scans each
+//! byte once, so a frame that arrives a byte at a time costs linear time, not quadratic.
 
 use super::frame::{Command, Frame, Version};
 use bytes::{Buf, BytesMut};
@@ -55,7 +59,7 @@ pub enum ParseError {
     /// Header names and values must be UTF-8.
     #[error("header is not valid UTF-8")]
     InvalidUtf8,
-    /// `content-length` is not a non-negative integer.
+    /// `content-length` is not a decimal number of bytes.
     #[error("invalid content-length '{0}'")]
     BadContentLength(String),
     /// The byte after a `content-length` body is not NUL.
@@ -72,118 +76,236 @@ pub enum ParseError {
     HeaderTooLong { limit: usize },
 }
 
-/// Parses the frame at the front of `buf`; see the module documentation.
+/// Where the frame at the front of a buffer ends, found without decoding anything.
+///
+/// A `Framer` remembers how far it has looked, so a frame that arrives a byte at a time is
+/// scanned once in total, not once per arrival: feed it the same growing buffer (bytes only
+/// appended at the end) until it answers, then [`Framer::reset`] it after removing those
+/// bytes. It applies every limit, so a hostile client cannot make it hold more than one
+/// frame's worth of bytes.
+#[derive(Debug, Clone, Default)]
+pub struct Framer {
+    /// Next byte not yet looked at.
+    pos: usize,
+    /// Start of the line being read.
+    line_start: usize,
+    /// The command, once its line is complete.
+    command: Option<Command>,
+    headers: usize,
+    /// The first `content-length` value, once seen.
+    content_length: Option<usize>,
+    /// Where the body starts, once the blank line after the headers is seen.
+    body_start: Option<usize>,
+}
+
+/// What the front of a buffer holds, as far as a [`Framer`] can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extent {
+    /// Not enough bytes yet.
+    Incomplete,
+    /// This many end-of-line bytes: heart-beats.
+    Heartbeat(usize),
+    /// A whole frame: its body is `body_start..nul`, the NUL is at `nul`.
+    Frame {
+        command: Command,
+        body_start: usize,
+        nul: usize,
+    },
+}
+
+impl Extent {
+    /// Bytes the frame or heart-beats take at the front of the buffer (0 when incomplete).
+    pub fn len(&self) -> usize {
+        match *self {
+            Extent::Incomplete => 0,
+            Extent::Heartbeat(n) => n,
+            Extent::Frame { nul, .. } => nul + 1,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Framer {
+    /// Forgets the frame scanned so far (call after removing its bytes from the buffer).
+    pub fn reset(&mut self) {
+        *self = Framer::default();
+    }
+
+    /// Looks at the bytes of `buf` not seen before. `buf` must be the buffer of the last
+    /// call with bytes appended, or a new buffer after [`Framer::reset`].
+    pub fn scan(&mut self, buf: &[u8], limits: &Limits) -> Result<Extent, ParseError> {
+        if self.pos == 0 {
+            // End-of-lines before a frame are heart-beats.
+            let eols = leading_eols(buf);
+            if eols > 0 {
+                return Ok(Extent::Heartbeat(eols));
+            }
+            if buf.is_empty() || buf == b"\r" {
+                return Ok(Extent::Incomplete);
+            }
+        }
+        let body_start = loop {
+            if let Some(start) = self.body_start {
+                break start;
+            }
+            let Some(nl) = memchr::memchr(b'\n', &buf[self.pos..]) else {
+                self.pos = buf.len();
+                if buf.len() - self.line_start > limits.max_header_line {
+                    return Err(ParseError::HeaderTooLong {
+                        limit: limits.max_header_line,
+                    });
+                }
+                return Ok(Extent::Incomplete);
+            };
+            let end = self.pos + nl;
+            let line = strip_cr(&buf[self.line_start..end]);
+            if line.len() > limits.max_header_line {
+                return Err(ParseError::HeaderTooLong {
+                    limit: limits.max_header_line,
+                });
+            }
+            match self.command {
+                None => {
+                    self.command = Some(Command::from_bytes(line).ok_or_else(|| {
+                        ParseError::UnknownCommand(String::from_utf8_lossy(line).into_owned())
+                    })?);
+                }
+                Some(_) if line.is_empty() => self.body_start = Some(end + 1),
+                Some(_) => {
+                    if self.headers == limits.max_headers {
+                        return Err(ParseError::TooManyHeaders {
+                            limit: limits.max_headers,
+                        });
+                    }
+                    let colon = memchr::memchr(b':', line).ok_or_else(|| {
+                        ParseError::MalformedHeader(String::from_utf8_lossy(line).into_owned())
+                    })?;
+                    self.headers += 1;
+                    // The first content-length wins, as for every repeated header. Its name
+                    // has no escapable characters, so the raw bytes decide.
+                    if self.content_length.is_none() && &line[..colon] == b"content-length" {
+                        let value = &line[colon + 1..];
+                        let len = content_length(value).ok_or_else(|| {
+                            ParseError::BadContentLength(String::from_utf8_lossy(value).into())
+                        })?;
+                        if len > limits.max_body_bytes {
+                            return Err(ParseError::BodyTooLarge {
+                                limit: limits.max_body_bytes,
+                            });
+                        }
+                        self.content_length = Some(len);
+                    }
+                }
+            }
+            self.pos = end + 1;
+            self.line_start = self.pos;
+        };
+        let command = self.command.expect("command parsed before the blank line");
+        let nul = match self.content_length {
+            Some(len) => {
+                if buf.len() < body_start + len + 1 {
+                    return Ok(Extent::Incomplete);
+                }
+                if buf[body_start + len] != 0 {
+                    return Err(ParseError::MissingNul);
+                }
+                body_start + len
+            }
+            None => {
+                let from = self.pos.max(body_start);
+                match memchr::memchr(0, &buf[from..]) {
+                    Some(n) if from + n - body_start > limits.max_body_bytes => {
+                        return Err(ParseError::BodyTooLarge {
+                            limit: limits.max_body_bytes,
+                        });
+                    }
+                    Some(n) => from + n,
+                    None => {
+                        self.pos = buf.len();
+                        if buf.len() - body_start > limits.max_body_bytes {
+                            return Err(ParseError::BodyTooLarge {
+                                limit: limits.max_body_bytes,
+                            });
+                        }
+                        return Ok(Extent::Incomplete);
+                    }
+                }
+            }
+        };
+        Ok(Extent::Frame {
+            command,
+            body_start,
+            nul,
+        })
+    }
+}
+
+/// A `content-length` value: decimal digits only (surrounding spaces tolerated); `+2`,
+/// `-1`, `0x10` and overflowing values are not lengths.
+fn content_length(raw: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(raw).ok()?.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Parses the frame at the front of `buf`; see the module documentation. Nothing is
+/// decoded until the whole frame is there; callers that feed a frame in many small reads
+/// should keep a [`Framer`] (see `transport`) so that each byte is scanned once.
 pub fn parse(
     buf: &mut BytesMut,
     version: Version,
     limits: &Limits,
 ) -> Result<Option<Parsed>, ParseError> {
-    // End-of-lines before a frame are heart-beats.
-    let eols = leading_eols(buf);
-    if eols > 0 {
-        buf.advance(eols);
-        return Ok(Some(Parsed::Heartbeat));
-    }
-    if buf.is_empty() || buf[..] == b"\r"[..] {
-        return Ok(None);
-    }
+    let extent = Framer::default().scan(buf, limits)?;
+    decode_frame(buf, extent, version)
+}
 
-    let mut pos = 0;
-    let mut command = None;
+/// Removes the frame or heart-beats `extent` found at the front of `buf` and decodes it.
+fn decode_frame(
+    buf: &mut BytesMut,
+    extent: Extent,
+    version: Version,
+) -> Result<Option<Parsed>, ParseError> {
+    let (command, body_start, nul) = match extent {
+        Extent::Incomplete => return Ok(None),
+        Extent::Heartbeat(n) => {
+            buf.advance(n);
+            return Ok(Some(Parsed::Heartbeat));
+        }
+        Extent::Frame {
+            command,
+            body_start,
+            nul,
+        } => (command, body_start, nul),
+    };
+    let escape = command.escapes_headers() && version != Version::V1_0;
     let mut headers: Vec<(String, String)> = Vec::new();
-    let body_start = loop {
-        let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) else {
-            if buf.len() - pos > limits.max_header_line {
-                return Err(ParseError::HeaderTooLong {
-                    limit: limits.max_header_line,
-                });
-            }
-            return Ok(None);
-        };
-        let mut line = &buf[pos..pos + nl];
-        if line.last() == Some(&b'\r') {
-            line = &line[..line.len() - 1];
+    let head = &buf[..body_start];
+    // The command line, then header lines up to the blank line (already validated).
+    for line in head.split(|b| *b == b'\n').skip(1) {
+        let line = strip_cr(line);
+        if line.is_empty() {
+            break;
         }
-        if line.len() > limits.max_header_line {
-            return Err(ParseError::HeaderTooLong {
-                limit: limits.max_header_line,
-            });
-        }
-        let next = pos + nl + 1;
-        match command {
-            None => {
-                let cmd = Command::from_bytes(line).ok_or_else(|| {
-                    ParseError::UnknownCommand(String::from_utf8_lossy(line).into_owned())
-                })?;
-                command = Some(cmd);
-            }
-            Some(_) if line.is_empty() => break next,
-            Some(cmd) => {
-                if headers.len() == limits.max_headers {
-                    return Err(ParseError::TooManyHeaders {
-                        limit: limits.max_headers,
-                    });
-                }
-                let colon = memchr::memchr(b':', line).ok_or_else(|| {
-                    ParseError::MalformedHeader(String::from_utf8_lossy(line).into_owned())
-                })?;
-                let escape = cmd.escapes_headers() && version != Version::V1_0;
-                let name = decode(&line[..colon], escape, version)?;
-                let value = decode(&line[colon + 1..], escape, version)?;
-                headers.push((name, value));
-            }
-        }
-        pos = next;
-    };
-
-    let content_length = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .map(|(_, v)| {
-            v.trim()
-                .parse::<usize>()
-                .map_err(|_| ParseError::BadContentLength(v.clone()))
-        })
-        .transpose()?;
-
-    let body_end = match content_length {
-        Some(len) => {
-            if len > limits.max_body_bytes {
-                return Err(ParseError::BodyTooLarge {
-                    limit: limits.max_body_bytes,
-                });
-            }
-            if buf.len() < body_start + len + 1 {
-                return Ok(None);
-            }
-            if buf[body_start + len] != 0 {
-                return Err(ParseError::MissingNul);
-            }
-            body_start + len
-        }
-        None => match memchr::memchr(0, &buf[body_start..]) {
-            Some(n) if n > limits.max_body_bytes => {
-                return Err(ParseError::BodyTooLarge {
-                    limit: limits.max_body_bytes,
-                });
-            }
-            Some(n) => body_start + n,
-            None => {
-                if buf.len() - body_start > limits.max_body_bytes {
-                    return Err(ParseError::BodyTooLarge {
-                        limit: limits.max_body_bytes,
-                    });
-                }
-                return Ok(None);
-            }
-        },
-    };
-
-    let raw = buf.split_to(body_end + 1).freeze();
+        let colon = memchr::memchr(b':', line).expect("framer checked the colon");
+        let name = decode(&line[..colon], escape, version)?;
+        let value = decode(&line[colon + 1..], escape, version)?;
+        headers.push((name, value));
+    }
+    let raw = buf.split_to(nul + 1).freeze();
     Ok(Some(Parsed::Frame(Frame {
-        command: command.expect("command parsed before the blank line"),
+        command,
         headers,
-        body: raw.slice(body_start..body_end),
+        body: raw.slice(body_start..nul),
     })))
 }
 
