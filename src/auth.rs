@@ -13,6 +13,7 @@
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
 use serde::Deserialize;
+use std::time::Duration;
 use thiserror::Error;
 
 /// A destination pattern: `/topic/market/*`, `/app/market/*/chat`, `/topic/**`.
@@ -20,15 +21,25 @@ use thiserror::Error;
 pub struct Pattern(Vec<String>);
 
 impl Pattern {
-    pub fn parse(text: &str) -> Pattern {
-        Pattern(text.split('/').map(str::to_string).collect())
+    /// `*` is one segment; `**` the rest of the destination, and only valid as the last
+    /// segment (`/topic/**/KRW-BTC` would otherwise grant everything under `/topic/`).
+    pub fn parse(text: &str) -> Result<Pattern, String> {
+        let segments: Vec<String> = text.split('/').map(str::to_string).collect();
+        if let Some(i) = segments.iter().position(|s| s.contains("**"))
+            && (i + 1 != segments.len() || segments[i] != "**")
+        {
+            return Err(format!(
+                "pattern '{text}': '**' matches the rest of a destination and must be the whole last segment (for example /topic/**)"
+            ));
+        }
+        Ok(Pattern(segments))
     }
 
     pub fn matches(&self, destination: &str) -> bool {
         let mut segs = destination.split('/');
         for (i, p) in self.0.iter().enumerate() {
             if p == "**" {
-                return i + 1 == self.0.len() || segs.next().is_some();
+                return i + 1 == self.0.len() && segs.next().is_some();
             }
             match segs.next() {
                 Some(s) if p == "*" && !s.is_empty() => {}
@@ -40,12 +51,17 @@ impl Pattern {
     }
 }
 
-fn patterns(list: &[String]) -> Vec<Pattern> {
+/// Parses a list of patterns; `setting` names where they came from for the error.
+fn patterns(list: &[String], setting: &str) -> Result<Vec<Pattern>, String> {
     list.iter()
         .filter(|s| !s.is_empty())
-        .map(|s| Pattern::parse(s))
+        .map(|s| Pattern::parse(s).map_err(|e| format!("{setting}: {e}")))
         .collect()
 }
+
+/// The longest a token is believed to stay valid, whatever its `exp` says (ten years):
+/// `exp` = 2^64-1 must not overflow a deadline.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 fn any_match(patterns: &[Pattern], destination: &str) -> bool {
     patterns.iter().any(|p| p.matches(destination))
@@ -58,11 +74,20 @@ pub struct Identity {
     pub authenticated: bool,
     pub subscribe: Vec<Pattern>,
     pub send: Vec<Pattern>,
-    /// Token expiry, seconds since the epoch.
+    /// Token expiry, seconds since the epoch (at most [`MAX_TOKEN_LIFETIME`] from the
+    /// time it was checked).
     pub expires_at: Option<u64>,
 }
 
 impl Identity {
+    /// Time left before the token expires, from `now` (seconds since the epoch): never
+    /// more than [`MAX_TOKEN_LIFETIME`], so `Instant::now() + d` cannot overflow. `None`
+    /// when the identity has no token.
+    pub fn expires_in(&self, now: u64) -> Option<Duration> {
+        self.expires_at
+            .map(|exp| Duration::from_secs(exp.saturating_sub(now)).min(MAX_TOKEN_LIFETIME))
+    }
+
     pub fn may_subscribe(&self, destination: &str) -> bool {
         any_match(&self.subscribe, destination)
     }
@@ -83,8 +108,10 @@ pub enum AuthError {
     Expired,
     #[error("the token's signature is not valid for this gateway")]
     BadSignature,
+    #[error("the token is not yet valid (nbf is in the future); check the clock of its issuer")]
+    NotYetValid,
     #[error("the token is malformed: {0}")]
-    Malformed(String),
+    Malformed(&'static str),
     #[error("the token was rejected: {0}")]
     Invalid(String),
 }
@@ -94,6 +121,7 @@ impl AuthError {
         match self {
             AuthError::Missing => "auth_missing",
             AuthError::Expired => "auth_expired",
+            AuthError::NotYetValid => "auth_not_yet_valid",
             AuthError::BadSignature => "auth_bad_signature",
             AuthError::Malformed(_) => "auth_malformed",
             AuthError::Invalid(_) => "auth_invalid",
@@ -169,21 +197,28 @@ impl Auth {
             (None, None) => None,
         };
         let key = key.map(|(k, mut v)| {
+            let mut required = vec!["exp"];
             if let Some(iss) = &settings.issuer {
                 v.set_issuer(&[iss]);
+                required.push("iss");
             }
             match &settings.audience {
-                Some(aud) => v.set_audience(&[aud]),
+                Some(aud) => {
+                    v.set_audience(&[aud]);
+                    required.push("aud");
+                }
                 None => v.validate_aud = false,
             }
+            v.set_required_spec_claims(&required);
+            v.validate_nbf = true;
             v.leeway = 5;
             (k, v)
         });
         Ok(Auth {
             key,
-            anonymous_subscribe: patterns(&settings.anonymous_subscribe),
-            default_subscribe: patterns(&settings.default_subscribe),
-            default_send: patterns(&settings.default_send),
+            anonymous_subscribe: patterns(&settings.anonymous_subscribe, "--anonymous-subscribe")?,
+            default_subscribe: patterns(&settings.default_subscribe, "--default-subscribe")?,
+            default_send: patterns(&settings.default_send, "--default-send")?,
         })
     }
 
@@ -197,14 +232,14 @@ impl Auth {
     ) -> Result<Identity, AuthError> {
         let Some((key, validation)) = &self.key else {
             let user = match login.map(str::trim) {
-                Some(l) if !l.is_empty() && l.len() <= 64 => l.to_string(),
+                Some(l) if !l.is_empty() && l.len() <= 64 && printable(l) => l.to_string(),
                 _ => format!("guest-{session_id}"),
             };
             return Ok(Identity {
                 user,
                 authenticated: false,
-                subscribe: vec![Pattern::parse("**")],
-                send: vec![Pattern::parse("**")],
+                subscribe: vec![Pattern(vec!["**".into()])],
+                send: vec![Pattern(vec!["**".into()])],
                 expires_at: None,
             });
         };
@@ -221,57 +256,257 @@ impl Auth {
                 expires_at: None,
             });
         };
+        // The texts are ours: jsonwebtoken's error strings describe its internals, not what
+        // the client should do.
         let data = decode::<Claims>(token, key, validation).map_err(|e| match e.kind() {
             ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
             ErrorKind::InvalidSignature => AuthError::BadSignature,
-            ErrorKind::InvalidToken
-            | ErrorKind::Base64(_)
-            | ErrorKind::Json(_)
-            | ErrorKind::Utf8(_) => AuthError::Malformed(e.to_string()),
-            _ => AuthError::Invalid(e.to_string()),
+            ErrorKind::InvalidIssuer => AuthError::Invalid("its issuer (iss) is not accepted here".into()),
+            ErrorKind::InvalidAudience => {
+                AuthError::Invalid("its audience (aud) is not this gateway".into())
+            }
+            ErrorKind::MissingRequiredClaim(claim) => AuthError::Invalid(format!(
+                "it lacks the required claim '{}'",
+                match claim.as_str() {
+                    "exp" | "iss" | "aud" | "nbf" | "sub" => claim.as_str(),
+                    _ => "?",
+                }
+            )),
+            ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
+                AuthError::Invalid("it is signed with an algorithm this gateway does not accept".into())
+            }
+            ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
+                AuthError::Malformed("not three base64url parts separated by dots")
+            }
+            ErrorKind::Json(_) | ErrorKind::InvalidClaimFormat(_) => AuthError::Malformed(
+                "its header or claims are not the expected JSON (sub: string, exp: number of seconds)",
+            ),
+            _ => AuthError::Invalid("it cannot be verified by this gateway".into()),
         })?;
         let claims = data.claims;
-        if claims.sub.is_empty() || claims.sub.len() > 128 {
+        if claims.sub.is_empty() || claims.sub.len() > 128 || !printable(&claims.sub) {
             return Err(AuthError::Invalid(
-                "the sub claim must name the user".into(),
+                "the sub claim must name the user in 1 to 128 printable characters".into(),
             ));
         }
+        let pattern_claim = |list: Option<Vec<String>>, claim: &str, default: &[Pattern]| match list
+        {
+            Some(p) => patterns(&p, claim).map_err(AuthError::Invalid),
+            None => Ok(default.to_vec()),
+        };
+        let now = (crate::clock::now_ms() / 1000).max(0) as u64;
         Ok(Identity {
             user: claims.sub,
             authenticated: true,
-            subscribe: claims
-                .subscribe
-                .map(|p| patterns(&p))
-                .unwrap_or_else(|| self.default_subscribe.clone()),
-            send: claims
-                .send
-                .map(|p| patterns(&p))
-                .unwrap_or_else(|| self.default_send.clone()),
-            expires_at: Some(claims.exp),
+            subscribe: pattern_claim(
+                claims.subscribe,
+                "the subscribe claim",
+                &self.default_subscribe,
+            )?,
+            send: pattern_claim(claims.send, "the send claim", &self.default_send)?,
+            expires_at: Some(
+                claims
+                    .exp
+                    .min(now.saturating_add(MAX_TOKEN_LIFETIME.as_secs())),
+            ),
         })
     }
+}
+
+/// No control characters: a user name goes into STOMP headers and log lines, where a
+/// newline would start a forged header or line.
+fn printable(text: &str) -> bool {
+    !text.chars().any(char::is_control)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn pattern(text: &str) -> Pattern {
+        Pattern::parse(text).unwrap()
+    }
+
     #[test]
     fn patterns_match_segments() {
-        let p = Pattern::parse("/topic/market/*");
+        let p = pattern("/topic/market/*");
         assert!(p.matches("/topic/market/KRW-BTC"));
         assert!(p.matches("/topic/market/*"));
         assert!(!p.matches("/topic/market/a/b"));
         assert!(!p.matches("/topic/market/"));
         assert!(!p.matches("/topic/other/a"));
-        let chat = Pattern::parse("/app/market/*/chat");
+        let chat = pattern("/app/market/*/chat");
         assert!(chat.matches("/app/market/KRW-ETH/chat"));
         assert!(!chat.matches("/app/market/KRW-ETH/trade"));
-        let all = Pattern::parse("/topic/**");
+        let all = pattern("/topic/**");
         assert!(all.matches("/topic/market/x"));
         assert!(!all.matches("/app/market/x/chat"));
-        assert!(Pattern::parse("**").matches("/anything/at/all"));
-        assert!(Pattern::parse("/topic/market/KRW-BTC").matches("/topic/market/KRW-BTC"));
+        assert!(pattern("**").matches("/anything/at/all"));
+        assert!(pattern("/topic/market/KRW-BTC").matches("/topic/market/KRW-BTC"));
+    }
+
+    #[test]
+    fn double_star_only_at_the_end() {
+        for bad in ["/topic/**/KRW-BTC", "/topic/a**", "**/x", "/topic/**x"] {
+            let e = Pattern::parse(bad).unwrap_err();
+            assert!(e.contains("must be the whole last segment"), "{e}");
+        }
+        let settings = AuthSettings {
+            default_subscribe: vec!["/topic/**/KRW-BTC".into()],
+            ..Default::default()
+        };
+        let e = Auth::new(&settings).err().unwrap();
+        assert!(
+            e.starts_with("--default-subscribe: pattern '/topic/**/KRW-BTC'"),
+            "{e}"
+        );
+        // In a token: the token is refused.
+        let auth = jwt_auth(None, None);
+        let t = sign(json!({"sub": "a", "exp": now() + 60, "subscribe": ["/topic/**/KRW-BTC"]}));
+        assert!(matches!(
+            auth.authenticate(Some(&t), None, 1),
+            Err(AuthError::Invalid(m)) if m.contains("subscribe claim")
+        ));
+    }
+
+    const SECRET: &str = "a-unit-test-secret-123";
+
+    fn now() -> u64 {
+        (crate::clock::now_ms() / 1000) as u64
+    }
+
+    fn sign(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn jwt_auth(issuer: Option<&str>, audience: Option<&str>) -> Auth {
+        Auth::new(&AuthSettings {
+            secret: Some(SECRET.into()),
+            issuer: issuer.map(str::to_string),
+            audience: audience.map(str::to_string),
+            default_subscribe: vec!["/topic/market/*".into()],
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    use serde_json::json;
+
+    #[test]
+    fn issuer_and_audience_are_required_claims() {
+        let auth = jwt_auth(Some("https://idp.example"), Some("stompgate"));
+        let exp = now() + 600;
+        let good =
+            sign(json!({"sub": "a", "exp": exp, "iss": "https://idp.example", "aud": "stompgate"}));
+        assert_eq!(auth.authenticate(Some(&good), None, 1).unwrap().user, "a");
+        for (claims, text) in [
+            (
+                json!({"sub": "a", "exp": exp, "aud": "stompgate"}),
+                "required claim 'iss'",
+            ),
+            (
+                json!({"sub": "a", "exp": exp, "iss": "https://idp.example"}),
+                "required claim 'aud'",
+            ),
+            (
+                json!({"sub": "a", "exp": exp, "iss": "https://evil", "aud": "stompgate"}),
+                "issuer",
+            ),
+            (
+                json!({"sub": "a", "exp": exp, "iss": "https://idp.example", "aud": "other"}),
+                "audience",
+            ),
+        ] {
+            let e = auth
+                .authenticate(Some(&sign(claims.clone())), None, 1)
+                .unwrap_err();
+            assert!(e.to_string().contains(text), "{claims}: {e}");
+        }
+    }
+
+    #[test]
+    fn not_before_is_checked() {
+        let auth = jwt_auth(None, None);
+        let later = sign(
+            json!({"sub": "a", "exp": now() + 3600 * 24 * 400, "nbf": now() + 3600 * 24 * 365}),
+        );
+        assert_eq!(
+            auth.authenticate(Some(&later), None, 1).unwrap_err(),
+            AuthError::NotYetValid
+        );
+        let now_ok = sign(json!({"sub": "a", "exp": now() + 60, "nbf": now() - 1}));
+        assert!(auth.authenticate(Some(&now_ok), None, 1).is_ok());
+    }
+
+    #[test]
+    fn huge_expiry_is_clamped() {
+        let auth = jwt_auth(None, None);
+        let t = sign(json!({"sub": "a", "exp": u64::MAX}));
+        let id = auth.authenticate(Some(&t), None, 1).unwrap();
+        let left = id.expires_in(now()).unwrap();
+        assert!(left <= MAX_TOKEN_LIFETIME && left > MAX_TOKEN_LIFETIME / 2);
+        // What the session does with it must not overflow.
+        let _ = std::time::Instant::now() + left;
+        let raw = Identity {
+            expires_at: Some(u64::MAX),
+            ..id
+        };
+        assert_eq!(raw.expires_in(0), Some(MAX_TOKEN_LIFETIME));
+        // Floats and numbers past u64 are not an expiry.
+        let t = sign(json!({"sub": "a", "exp": 1e30}));
+        assert!(matches!(
+            auth.authenticate(Some(&t), None, 1),
+            Err(AuthError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn subjects_with_control_characters_are_refused() {
+        let auth = jwt_auth(None, None);
+        for sub in [
+            "alice\nmessage:forged",
+            "bob\r",
+            "eve\u{1b}[2J",
+            "x\u{0}y",
+            "",
+        ] {
+            let t = sign(json!({"sub": sub, "exp": now() + 60}));
+            let e = auth.authenticate(Some(&t), None, 1).unwrap_err();
+            assert!(e.to_string().contains("printable"), "{sub:?}: {e}");
+        }
+        let open = Auth::new(&AuthSettings::default()).unwrap();
+        assert_eq!(
+            open.authenticate(None, Some("a\u{1b}b"), 7).unwrap().user,
+            "guest-7"
+        );
+    }
+
+    #[test]
+    fn error_texts_are_ours() {
+        let auth = jwt_auth(None, None);
+        for token in ["garbage", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30.x"] {
+            let e = auth.authenticate(Some(token), None, 1).unwrap_err();
+            let text = e.to_string();
+            for internal in ["Base64", "Json", "InvalidToken", "Error(", "line", "column"] {
+                assert!(!text.contains(internal), "{token}: {text}");
+            }
+        }
+        let other = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &json!({"sub": "a", "exp": now() + 60}),
+            &jsonwebtoken::EncodingKey::from_secret(b"another-secret-of-length"),
+        )
+        .unwrap();
+        assert_eq!(
+            auth.authenticate(Some(&other), None, 1).unwrap_err(),
+            AuthError::BadSignature
+        );
     }
 
     #[test]
