@@ -42,6 +42,9 @@ async fn main() {
         server.addr
     };
     println!("stompgate listening on http://{shown}");
+    if let Some(internal) = server.internal_addr {
+        println!("stompgate internal port on http://{internal}");
+    }
     if let Some(tcp) = server.tcp_addr {
         println!("stompgate STOMP over TCP on {tcp}");
     }
