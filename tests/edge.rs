@@ -23,7 +23,10 @@ struct Gateway {
 
 impl Gateway {
     fn spawn(args: &[&str]) -> Gateway {
-        let mut child = Process::new(env!("CARGO_BIN_EXE_stompgate"))
+        // STOMPGATE_TEST_BIN runs the same attacks against another build (to compare).
+        let bin = std::env::var("STOMPGATE_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_stompgate").to_string());
+        let mut child = Process::new(bin)
             .args([
                 "--bind",
                 "127.0.0.1",

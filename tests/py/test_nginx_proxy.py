@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import websocket
 
-from gateway_support import REPO
+from gateway_support import REPO, wait_until
 
 pytestmark = [pytest.mark.nginx, pytest.mark.timeout(60)]
 
@@ -153,3 +153,55 @@ def test_compose_config_and_test_template_share_proxy_settings():
     assert _proxy_block(d / "nginx.conf") == _proxy_block(d / "nginx.conf.template")
     conf = (d / "nginx.conf").read_text()
     assert "gateway-a:8080" in conf and "gateway-b:8080" in conf
+
+
+# ------------------------------------------------- the gateway itself behind the same nginx
+
+def _stomp_via(port, local_ip, headers=(), path="/ws"):
+    """Opens a STOMP session through nginx from `local_ip`; returns the first frame's command."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(local_ip, 0))
+    ws = websocket.create_connection(f"ws://127.0.0.1:{port}{path}", timeout=5, socket=sock,
+                                     subprotocols=["v12.stomp"], header=list(headers))
+    ws.send("CONNECT\naccept-version:1.2\nhost:x\n\n\0")
+    reply = ws.recv()
+    if isinstance(reply, bytes):
+        reply = reply.decode()
+    return ws, reply.split("\n", 1)[0], reply
+
+
+def test_forged_forwarded_for_cannot_pass_the_per_address_cap(nginx_factory, tmp_path):
+    from gateway_support import Gateway
+
+    gw = Gateway("edge", tmp_path, ["--demo-rate", "0", "--trusted-proxies", "127.0.0.1",
+                                    "--max-connections-per-ip", "5",
+                                    "--connect-rate-per-ip", "0"]).start()
+    try:
+        nginx = nginx_factory([gw.port])
+        results, held = [], []
+        # One client (127.0.0.4; nginx itself is 127.0.0.1) pretends to be ten others; nginx
+        # appends its real address, which is what the gateway must count.
+        for i in range(10):
+            ws, command, _ = _stomp_via(nginx.port, "127.0.0.4",
+                                        [f"X-Forwarded-For: 198.51.100.{i}"])
+            results.append(command)
+            held.append(ws)
+        assert results.count("CONNECTED") == 5, results
+        assert results.count("ERROR") == 5, results
+        # A second real address still gets in.
+        ws, command, _ = _stomp_via(nginx.port, "127.0.0.2", ["X-Forwarded-For: 127.0.0.1"])
+        assert command == "CONNECTED"
+        held.append(ws)
+        status, body = gw.get("/metrics")
+        assert status == 200
+        assert b'stompgate_refused_total{reason="too_many_from_address"} 5' in body, body
+        # The token in ?access_token= never lands in nginx's access log.
+        ws, command, _ = _stomp_via(nginx.port, "127.0.0.3", path="/ws?access_token=s3cr3t-t0ken")
+        assert command == "CONNECTED"
+        for w in [*held, ws]:
+            w.close()
+        log = nginx.prefix / "access.log"
+        wait_until(lambda: log.read_text().count("GET /ws ") >= 12, 5, "nginx access log lines")
+        text = log.read_text()
+        assert "s3cr3t-t0ken" not in text and "access_token" not in text, text
+    finally:
+        gw.kill()
