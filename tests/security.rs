@@ -369,3 +369,135 @@ async fn connections_per_address_are_limited() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn hostile_token_claims_are_refused_or_clamped() {
+    let server = start(&[
+        "--jwt-secret",
+        SECRET,
+        "--jwt-issuer",
+        "https://idp.example",
+        "--demo-rate",
+        "0",
+    ])
+    .await;
+    let addr = server.addr;
+    let claims = |extra: serde_json::Value| {
+        let mut c = json!({"sub": "alice", "exp": now() + 600, "iss": "https://idp.example"});
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        token_with(SECRET, c)
+    };
+    // exp = 2^64-1: connects, and the session ends cleanly (no panic, no phantom connection).
+    let forever = claims(json!({"exp": u64::MAX}));
+    let mut c = connect_with(addr, &format!("passcode:{forever}\n")).await;
+    c.expect(Command::Connected).await;
+    c.send("DISCONNECT\nreceipt:bye\n\n\0").await;
+    c.expect(Command::Receipt).await;
+    c.closed().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, text) = http_get(addr, "/metrics").await;
+    assert_eq!(metric(&text, "stompgate_connections "), 0.0);
+    for (token, detail) in [
+        (claims(json!({"sub": "alice\nuser-name:root"})), "printable"),
+        (
+            token_with(SECRET, json!({"sub": "alice", "exp": now() + 600})),
+            "required claim 'iss'",
+        ),
+        (
+            claims(json!({"nbf": now() + 365 * 24 * 3600})),
+            "not yet valid",
+        ),
+        (claims(json!({"iss": "https://evil.example"})), "issuer"),
+    ] {
+        let mut c = connect_with(addr, &format!("passcode:{token}\n")).await;
+        let e = c.expect_error().await;
+        assert_eq!(e.header("message"), Some("authentication failed"));
+        let body = String::from_utf8_lossy(&e.body);
+        assert!(body.contains(detail), "{body}");
+        assert!(!body.contains("Error") && !body.contains("Json"), "{body}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn null_and_look_alike_origins_are_refused() {
+    let server = start(&["--demo-rate", "0"]).await;
+    let addr = server.addr;
+    for origin in [
+        "null",
+        "http://localhost.evil.example:3000",
+        "http://127.0.0.1.evil.example",
+        "https://localhost@evil.example",
+    ] {
+        let refused = Client::try_open(
+            addr,
+            "/ws",
+            &["v12.stomp"],
+            &[("Origin", origin)],
+            None,
+            None,
+        )
+        .await;
+        match refused {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+            _ => panic!("{origin} was not refused"),
+        }
+    }
+    // A byte that is not ASCII: undecodable, refused (it used to count as "no Origin").
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: http://localhost:3000\xc3\xa9\r\n\r\n".to_vec();
+        s.write_all(&request).await.unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 403");
+    }
+    let (_, text) = http_get(addr, "/metrics").await;
+    assert_eq!(
+        metric(&text, "stompgate_refused_total{reason=\"origin\"}"),
+        5.0
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn static_dir_serves_no_dotfiles_and_no_links_out() {
+    let dir = std::env::temp_dir().join(format!("stompgate-static-{}", std::process::id()));
+    let outside = std::env::temp_dir().join(format!("stompgate-outside-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("sub/.git")).unwrap();
+    std::fs::write(dir.join("index.html"), "<p>dash</p>").unwrap();
+    std::fs::write(dir.join(".env"), "SECRET=1").unwrap();
+    std::fs::write(dir.join("sub/.git/config"), "[core]").unwrap();
+    std::fs::write(dir.join("sub/app.js"), "x").unwrap();
+    std::fs::write(&outside, "outside").unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("out.txt")).unwrap();
+    std::os::unix::fs::symlink(dir.join("sub/app.js"), dir.join("in.js")).unwrap();
+    let server = start(&["--demo-rate", "0", "--static-dir", dir.to_str().unwrap()]).await;
+    for (path, status) in [
+        ("/", 200),
+        ("/index.html", 200),
+        ("/sub/app.js", 200),
+        ("/in.js", 200),
+        ("/.env", 404),
+        ("/%2eenv", 404),
+        ("/sub/.git/config", 404),
+        ("/sub/%2Egit/config", 404),
+        ("/out.txt", 404),
+        ("/../outside", 404),
+        ("/sub/../../etc/passwd", 404),
+    ] {
+        let (got, body) = http_get(server.addr, path).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert!(
+            !body.contains("SECRET") && !body.contains("outside"),
+            "{path}"
+        );
+    }
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&outside);
+}

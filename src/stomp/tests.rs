@@ -114,11 +114,81 @@ fn content_length_must_end_in_nul() {
 
 #[test]
 fn bad_content_length_is_an_error() {
-    let mut buf = BytesMut::from(&b"SEND\ncontent-length:-1\n\n\0"[..]);
-    assert!(matches!(
-        parse(&mut buf, Version::V1_2, &limits()),
-        Err(ParseError::BadContentLength(_))
-    ));
+    for value in [
+        "-1",
+        "+2",
+        "0x10",
+        "1e3",
+        "",
+        " ",
+        "2 2",
+        "99999999999999999999999",
+    ] {
+        let mut buf = BytesMut::from(format!("SEND\ncontent-length:{value}\n\nab\0").as_bytes());
+        assert!(
+            matches!(
+                parse(&mut buf, Version::V1_2, &limits()),
+                Err(ParseError::BadContentLength(_))
+            ),
+            "{value:?}"
+        );
+    }
+    // Spaces around the digits are tolerated, as before.
+    assert_eq!(
+        &one(b"SEND\ncontent-length: 2 \n\nab\0", Version::V1_2).body[..],
+        b"ab"
+    );
+}
+
+#[test]
+fn framer_scans_each_byte_once() {
+    // A frame with a large header block whose body arrives a byte at a time: the framer
+    // resumes where it stopped instead of starting over.
+    let mut wire = b"SEND\n".to_vec();
+    for i in 0..32 {
+        wire.extend_from_slice(format!("h{i}:{}\n", "x".repeat(4000)).as_bytes());
+    }
+    wire.extend_from_slice(b"\n");
+    let head = wire.len();
+    let mut framer = Framer::default();
+    let mut buf = wire.clone();
+    assert_eq!(framer.scan(&buf, &limits()), Ok(Extent::Incomplete));
+    for b in b"hello" {
+        buf.push(*b);
+        assert_eq!(framer.scan(&buf, &limits()), Ok(Extent::Incomplete));
+    }
+    buf.push(0);
+    let extent = framer.scan(&buf, &limits()).unwrap();
+    assert_eq!(
+        extent,
+        Extent::Frame {
+            command: Command::Send,
+            body_start: head,
+            nul: head + 5
+        }
+    );
+    assert_eq!(extent.len(), buf.len());
+    // The same bytes fed one at a time give the same answer.
+    let mut framer = Framer::default();
+    let mut grown = Vec::new();
+    let mut last = Extent::Incomplete;
+    for b in &buf {
+        grown.push(*b);
+        last = framer.scan(&grown, &limits()).unwrap();
+    }
+    assert_eq!(last, extent);
+    // Heart-beats, and a reset between frames.
+    let mut framer = Framer::default();
+    assert_eq!(
+        framer.scan(b"\r\n\nSEND", &limits()),
+        Ok(Extent::Heartbeat(3))
+    );
+    framer.reset();
+    assert_eq!(framer.scan(b"\r", &limits()), Ok(Extent::Incomplete));
+    assert_eq!(
+        framer.scan(b"SEND\ncontent-length:+2\n", &limits()),
+        Err(ParseError::BadContentLength("+2".into()))
+    );
 }
 
 #[test]
@@ -362,6 +432,36 @@ proptest! {
         }
         prop_assert_eq!(got, bodies);
         prop_assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_kept_framer_agrees_with_a_fresh_one(
+        input in prop::collection::vec(prop::sample::select(vec![b'S', b'E', b'N', b'D', b'\n', b'\r', b':', b'a', 0u8, b'1']), 0..200),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+    ) {
+        let mut input = input;
+        input.splice(0..0, b"SEND\ncontent-length:3\n".iter().copied().filter(|_| cuts.len() % 2 == 0));
+        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(input.len() + 1)).collect();
+        points.sort_unstable();
+        let small = Limits { max_body_bytes: 64, max_headers: 4, max_header_line: 32 };
+        let mut kept = Framer::default();
+        let mut buf = Vec::new();
+        let mut last = 0;
+        for p in points.into_iter().chain([input.len()]) {
+            buf.extend_from_slice(&input[last..p]);
+            last = p;
+            let fresh = Framer::default().scan(&buf, &small);
+            let resumed = kept.scan(&buf, &small);
+            prop_assert_eq!(&resumed, &fresh);
+            match resumed {
+                Ok(Extent::Incomplete) => {}
+                Ok(extent) => {
+                    buf.drain(..extent.len());
+                    kept.reset();
+                }
+                Err(_) => break,
+            }
+        }
     }
 
     #[test]
