@@ -133,7 +133,8 @@ start_target() { # kind [extra gateway flags...]
       # The load generator publishes from one connection at thousands of SENDs per second
       # and spreads its clients over a few addresses: lift the per-client limits.
       target/release/stompgate --bind 127.0.0.1 --port "$SG_PORT" --demo-rate 0 \
-        --send-rate 0 --max-connections-per-ip 0 "$@" >>"$STATE/stompgate.log" 2>&1 &
+        --send-rate 0 --max-connections-per-ip 0 --connect-rate-per-ip 0 \
+        --max-http-connections-per-ip 0 --max-http-connections 20000 "$@" >>"$STATE/stompgate.log" 2>&1 &
       SERVER_PID=$!
       wait_port "$SG_PORT" 60 || { log "stompgate did not start (see $STATE/stompgate.log)"; return 1; } ;;
     ceiling)
