@@ -214,7 +214,7 @@ pub struct Config {
     pub jwt_audience: Option<String>,
 
     /// With authentication on: what clients without a token may subscribe to (patterns;
-    /// `*` one segment, `**` the rest; empty: a token is required).
+    /// `*` one segment, `**` the rest, as the last segment only; empty: a token is required).
     #[arg(
         long,
         env = "STOMPGATE_ANONYMOUS_SUBSCRIBE",
@@ -241,8 +241,8 @@ pub struct Config {
     )]
     pub default_send: Vec<String>,
 
-    /// Origins allowed to open WebSockets besides same-origin pages and non-browser clients
-    /// (`*` allows all; `:*` any port).
+    /// Origins allowed to open WebSockets besides same-origin pages and non-browser clients,
+    /// as scheme://host[:port] compared exactly (`*` allows all; `:*` any port).
     #[arg(
         long,
         env = "STOMPGATE_ALLOWED_ORIGINS",
@@ -259,7 +259,8 @@ pub struct Config {
     #[arg(long, env = "STOMPGATE_SEND_BURST", default_value_t = 100.0)]
     pub send_burst: f64,
 
-    /// Concurrent connections per client IP address (0: unlimited).
+    /// Concurrent connections per client address, IPv6 per --ipv6-prefix network
+    /// (0: unlimited).
     #[arg(long, env = "STOMPGATE_MAX_CONNECTIONS_PER_IP", default_value_t = 1000)]
     pub max_connections_per_ip: usize,
 
