@@ -451,3 +451,30 @@ async fn a_frame_arriving_a_byte_at_a_time_costs_linear_time() {
     );
     assert!(gw.healthy().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_responses_is_closed_when_idle() {
+    let gw = Gateway::spawn(&["--demo-rate", "0", "--http-idle-timeout-ms", "500"]);
+    let before = gw.rss_kib();
+    let mut s = connect_from(gw.addr, "127.0.0.1".parse().unwrap(), Some(4096)).await;
+    // Pipelined requests whose responses the client never reads: once the socket buffers are
+    // full no byte moves either way.
+    let requests = b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n".repeat(5000);
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.write_all(&requests)).await;
+    let mut closed = 0.0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        closed = gw.refused("http_idle_timeout").await;
+        if closed > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = gw.rss_kib();
+    println!(
+        "pipelined requests never read: closed as idle = {closed}; RSS {before} -> {after} KiB"
+    );
+    assert_eq!(closed, 1.0);
+    assert!(gw.healthy().await);
+    assert!(after < before + 16 * 1024);
+}
