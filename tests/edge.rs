@@ -478,3 +478,22 @@ async fn a_client_that_never_reads_its_responses_is_closed_when_idle() {
     assert!(gw.healthy().await);
     assert!(after < before + 16 * 1024);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgraded_connections_leave_the_plain_http_cap() {
+    let gw = Gateway::spawn(&[
+        "--demo-rate",
+        "0",
+        "--max-http-connections-per-ip",
+        "10",
+        "--connect-rate-per-ip",
+        "0",
+    ]);
+    let mut clients = Vec::new();
+    for i in 0..60 {
+        clients.push(Client::connect(gw.addr, &format!("c{i}")).await);
+    }
+    let (_, stats) = http_get(gw.addr, "/api/stats").await;
+    assert!(stats.contains("\"connections\":60"), "{stats}");
+    assert_eq!(gw.refused("http_too_many_from_address").await, 0.0);
+}
