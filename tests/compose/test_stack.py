@@ -5,7 +5,9 @@ scripts/compose-test.sh installs and starts the engine, builds the images, runs
 the stack: the failure checks (a broker stopped, a gateway killed) come after the checks of
 the healthy stack, and the last test takes it all down. Every client goes through nginx on
 :8080 except where a check needs one replica: gateway-a and gateway-b are published on
-127.0.0.1:8091 and :8092. Each failure check prints what it saw.
+127.0.0.1:8091 and :8092. Each failure check prints what it saw. The killed gateway's
+clients resume on the other replica with `x-resume-after` (docs/CONTRACT.md, continuity),
+checked against a control subscriber for trades lost or duplicated.
 """
 import json
 import subprocess
@@ -158,13 +160,44 @@ def test_stream_goes_on_when_kafka_2_stops():
     assert n >= 5, f"only {n} trades in the 5s after kafka-2 stopped"
 
 
+def subscribe_with(c: StompClient, headers: dict) -> dict:
+    """SUBSCRIBE to TOPIC with extra headers; returns the RECEIPT's headers."""
+    rid = f"r-{uuid.uuid4()}"
+    got = {}
+
+    def on_receipt(frame, orig=c.on_receipt):
+        if frame.headers.get("receipt-id") == rid:
+            got.update(frame.headers)
+        orig(frame)
+
+    c.on_receipt = on_receipt
+    c.conn.subscribe(TOPIC, id=f"s-{uuid.uuid4().hex[:6]}", headers={"receipt": rid, **headers})
+    c.wait_receipt(rid, timeout=20)
+    return got
+
+
+def trade_ids(sessions: list[StompClient]) -> list[str]:
+    return [b["trade_id"] for s in sessions for _, b in trades(s)]
+
+
+def last_cursor(c: StompClient) -> str | None:
+    with c._lock:
+        for h, _ in reversed(c.received):
+            if h.get("destination") == TOPIC and h.get("x-cursor"):
+                return h["x-cursor"]
+    return None
+
+
 @pytest.mark.timeout(150)
-def test_clients_of_a_killed_gateway_reconnect_through_nginx():
+def test_clients_of_a_killed_gateway_resume_through_nginx_without_a_gap():
+    # A control subscriber on gateway-b sees the whole stream.
+    control = client(GATEWAY_B, "control-on-b")
+    subscribe_with(control, {})
     # connections the earlier tests left open are not these clients'
     a0, b0 = stats(GATEWAY_A)["connections"], stats(GATEWAY_B)["connections"]
     cs = [client(NGINX, f"lb-{i}") for i in range(6)]
     for c in cs:
-        c.subscribe(TOPIC)
+        subscribe_with(c, {})
     on_a = stats(GATEWAY_A)["connections"] - a0
     on_b = stats(GATEWAY_B)["connections"] - b0
     assert on_a >= 1, f"nginx put none of 6 clients on gateway-a (b has {on_b})"
@@ -176,23 +209,49 @@ def test_clients_of_a_killed_gateway_reconnect_through_nginx():
     wait_until(lambda: sum(1 for c in cs if c.disconnects) > 0, 20, "a client to see its "
                "connection drop")
     time.sleep(1)
+    sessions = {c.name: [c] for c in cs}
     dropped = [c for c in cs if c.disconnects]
     killed_ms = now_ms()
-    worst = 0.0
-    for c in dropped:
-        c.close()
+    worst, recovered = 0.0, []
+    # Each dropped client reconnects through nginx and resumes after its last x-cursor.
+    for old in dropped:
+        cursor = last_cursor(old)
+        assert cursor, f"{old.name}: no x-cursor on its messages"
+        old.close()
         t1 = time.monotonic()
-        wait_until(lambda c=c: c.connect(timeout=10), 30, f"{c.name} to reconnect through nginx",
+        new = StompClient(NGINX, old.name)
+        _clients.append(new)
+        wait_until(lambda: new.connect(timeout=10), 30, f"{old.name} to reconnect through nginx",
                    interval=0.5)
+        receipt = subscribe_with(new, {"x-resume-after": cursor})
         worst = max(worst, time.monotonic() - t1)
-    for c in cs:
-        wait_new_trade(c, killed_ms, timeout=30)
+        recovered.append(receipt.get("x-recovered"))
+        sessions[old.name].append(new)
+    for ss in sessions.values():
+        wait_new_trade(ss[-1], killed_ms, timeout=30)
+    time.sleep(1)
+    # Every trade the control saw between a client's first and last trade reached that
+    # client, once: nothing lost across the kill and the reconnect, nothing twice.
+    order = trade_ids([control])
+    pos = {t: i for i, t in enumerate(order)}
+    gaps = dups = 0
+    for name, ss in sessions.items():
+        got = trade_ids(ss)
+        dups += len(got) - len(set(got))
+        seen = [pos[t] for t in got if t in pos]
+        assert seen, f"{name}: none of its trades is in the control's stream"
+        missing = set(order[min(seen):max(seen) + 1]) - set(got)
+        gaps += len(missing)
+        assert not missing, f"{name}: {len(missing)} trades lost across the kill"
     state = docker("inspect", "-f", "{{.State.Status}}", compose("ps", "-aq", "gateway-a").strip())
-    print(f"\n  nginx put {on_a} of the {len(cs)} clients on gateway-a, {on_b} on gateway-b; kill: {len(dropped)} of "
-          f"{len(cs)} clients dropped, reconnected through nginx (slowest {worst:.2f}s), all "
-          f"{len(cs)} receive trades again {time.monotonic() - t0:.1f}s after the kill; "
-          f"gateway-b now has {stats(GATEWAY_B)['connections']}; gateway-a is {state.strip()}")
+    print(f"\n  nginx put {on_a} of the {len(cs)} clients on gateway-a, {on_b} on gateway-b; kill: "
+          f"{len(dropped)} dropped, reconnected through nginx and resumed with x-resume-after "
+          f"(slowest {worst:.2f}s, x-recovered {recovered}); all {len(cs)} receive trades again "
+          f"{time.monotonic() - t0:.1f}s after the kill; against a control on gateway-b: "
+          f"{gaps} trades missing, {dups} duplicated; gateway-a is {state.strip()}")
     assert len(dropped) == on_a, f"{on_a} of these clients were on gateway-a but {len(dropped)} dropped"
+    assert recovered == ["true"] * len(dropped), recovered
+    assert dups == 0, f"{dups} trades arrived twice"
     assert http_get(NGINX, "/readyz")[0] == 200
 
 
