@@ -3,8 +3,9 @@
 #   docker run -p 8080:8080 stompgate                      (embedded demo feed)
 #   docker run -e STOMPGATE_KAFKA_BROKERS=kafka:9092 ...   (Kafka bus)
 
-# ---- build: rdkafka compiles librdkafka from source (its default build: a C toolchain,
-# make and zlib headers; no cmake).
+# ---- build: Rust >= 1.88 (the locked crates need it; Cargo.toml says rust-version = "1.88").
+# rdkafka compiles librdkafka from source (its default build: a C toolchain, make and zlib
+# headers; no cmake).
 FROM rust:1-bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential make pkg-config zlib1g-dev python3 \
@@ -28,8 +29,11 @@ ENV STOMPGATE_PORT=8080 \
     STOMPGATE_BIND=0.0.0.0 \
     RUST_LOG=info
 EXPOSE 8080
+# Liveness only: /healthz answers while the process serves HTTP. /readyz (503 while Kafka is
+# unreachable or while draining) is for load balancers (nginx, a Kubernetes readinessProbe),
+# so a Kafka outage takes replicas out of rotation without restarting healthy ones.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
-  CMD curl -fsS http://127.0.0.1:8080/readyz || exit 1
+  CMD curl -fsS "http://127.0.0.1:${STOMPGATE_PORT}/healthz" || exit 1
 # SIGTERM lets the gateway drain: /readyz turns 503 and clients are told to reconnect.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/stompgate"]

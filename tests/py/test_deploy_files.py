@@ -1,11 +1,15 @@
-"""docker-compose.yml, the Dockerfiles and the feed script hang together.
+"""docker-compose.yml, the Dockerfiles, the Kubernetes manifests and the feed script hang together.
 
-No Docker engine runs on the build machines, so this checks what can be checked without one:
-the compose file parses, every file it references exists, the services are wired as the
-deployment needs (3 brokers, RF 3 topics, two replicas behind nginx), and the demo feed
+The stack itself runs in scripts/compose-test.sh (tests/compose); this checks, without an
+engine, what an edit most easily breaks: the compose file parses, every file it references
+exists, the services are wired as the deployment needs (3 brokers, RF 3 topics with
+min.insync.replicas=2, two replicas behind nginx, the Kafka UI only in its profile), the
+manifests in deploy/k8s are valid Kubernetes objects (kubernetes-validate, which ships its
+schemas) with the probes, budget and autoscaler the deployment needs, and the demo feed
 produces records in the producer contract to a real Kafka.
 """
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -37,7 +41,15 @@ def test_compose_services_and_files(compose):
     ids = sorted(s[f"kafka-{n}"]["environment"]["KAFKA_NODE_ID"] for n in (1, 2, 3))
     assert ids == ["1", "2", "3"]
     init = "\n".join(s["kafka-init"]["command"])
-    assert "trades chat" in init and "--replication-factor 3" in init
+    assert "--replication-factor 3" in init and "min.insync.replicas=2" in init
+    for topic in ("trades", "chat", "markets"):
+        assert re.search(rf"^create {topic} \d+$", init, re.M), f"kafka-init creates no {topic}"
+    for n in (1, 2, 3):
+        env = s[f"kafka-{n}"]["environment"]
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2" and env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
+    # a plain `docker compose up` must not need the Kafka UI's registry-only image
+    assert s["kafka-ui"]["profiles"] == ["ui"]
+    assert all("profiles" not in svc for name, svc in s.items() if name != "kafka-ui")
     # files the compose file and the images use
     for vol in s["nginx"]["volumes"]:
         src = vol.split(":")[0]
@@ -53,6 +65,12 @@ def test_compose_services_and_files(compose):
 def test_dockerfiles_reference_existing_paths():
     text = (REPO / "Dockerfile").read_text()
     assert "FROM rust:" in text and "FROM debian:" in text and "zlib1g-dev" in text
+    # liveness in the image; readiness (/readyz) is for load balancers
+    [health] = re.findall(r"^HEALTHCHECK .*\n.*", text, re.M)
+    assert "/healthz" in health and "/readyz" not in health
+    cargo = (REPO / "Cargo.toml").read_text()
+    assert re.search(r'^rust-version = "1\.88"$', cargo, re.M)
+    assert re.search(r"Rust >= 1\.88", text)
     feed = (REPO / "deploy/feed/Dockerfile").read_text()
     for line in feed.splitlines():
         if line.startswith("COPY "):
@@ -60,11 +78,80 @@ def test_dockerfiles_reference_existing_paths():
                 assert (REPO / "deploy/feed" / src).exists(), f"deploy/feed/{src} missing"
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+def _compose_v2() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _compose_v2(), reason="docker compose v2 not installed "
+                    "(scripts/install/docker.sh installs it)")
 def test_docker_compose_config_parses():
-    p = subprocess.run(["docker-compose", "-f", str(COMPOSE), "config", "-q"],
+    p = subprocess.run(["docker", "compose", "-f", str(COMPOSE), "config", "-q"],
                        capture_output=True, text=True, timeout=60, cwd=REPO)
     assert p.returncode == 0, p.stderr
+    p = subprocess.run(["docker", "compose", "-f", str(COMPOSE), "config", "--services"],
+                       capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert "kafka-ui" not in p.stdout.split(), "kafka-ui must be in the ui profile only"
+
+
+# ------------------------------------------------------------------------ Kubernetes manifests
+
+K8S = REPO / "deploy" / "k8s"
+
+
+def _k8s_objects() -> dict:
+    objs = {}
+    for f in sorted(K8S.glob("*.yaml")):
+        for doc in yaml.safe_load_all(f.read_text()):
+            objs[doc["kind"]] = doc
+    return objs
+
+
+def _validate(*paths) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict", "--quiet",
+                           *map(str, paths)], capture_output=True, text=True, timeout=120)
+
+
+def test_k8s_manifests_are_valid_against_the_shipped_schemas():
+    files = sorted(K8S.glob("*.yaml"))
+    assert len(files) >= 6, files
+    p = _validate(*files)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_k8s_validator_rejects_a_broken_manifest(tmp_path):
+    # the validator is no rubber stamp: a misspelt field in the Deployment fails
+    bad = (K8S / "deployment.yaml").read_text().replace("readinessProbe:", "readynessProbe:")
+    (tmp_path / "deployment.yaml").write_text(bad)
+    p = _validate(tmp_path / "deployment.yaml")
+    assert p.returncode != 0 and "readynessProbe" in p.stdout + p.stderr, p.stdout + p.stderr
+
+
+def test_k8s_deployment_probes_budget_autoscaler_ingress():
+    o = _k8s_objects()
+    assert {"Deployment", "Service", "Ingress", "PodDisruptionBudget",
+            "HorizontalPodAutoscaler", "ConfigMap"} <= set(o)
+    [c] = o["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["ports"][0]["containerPort"] == 8080
+    labels = o["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    for kind in ("Service", "PodDisruptionBudget"):
+        sel = o[kind]["spec"]["selector"]
+        sel = sel.get("matchLabels", sel)
+        assert sel.items() <= labels.items(), f"{kind} selects no gateway pod"
+    # the autoscaler scales on a metric the gateway exports
+    metrics = (REPO / "src" / "metrics.rs").read_text()
+    pods = [m for m in o["HorizontalPodAutoscaler"]["spec"]["metrics"] if m["type"] == "Pods"]
+    name = pods[0]["pods"]["metric"]["name"]
+    assert name.startswith("stompgate_") and f'"{name.removeprefix("stompgate_")}"' in metrics
+    assert o["HorizontalPodAutoscaler"]["spec"]["minReplicas"] >= 2
+    ann = o["Ingress"]["metadata"]["annotations"]
+    assert int(ann["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
+    assert int(ann["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600
+    backend = o["Ingress"]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == o["Service"]["metadata"]["name"]
 
 
 @pytest.mark.kafka

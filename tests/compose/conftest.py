@@ -1,0 +1,5 @@
+"""pytest setup for tests/compose: the STOMP client helpers of tests/py."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "py"))
