@@ -64,7 +64,7 @@ async fn fill(
         let dest = dest_name(&a.send_template, d);
         for k in 0..a.messages_per_dest {
             n += 1;
-            let receipt = n % every == 0 || n == total;
+            let receipt = n.is_multiple_of(every) || n == total;
             frame.clear();
             let _ = write!(
                 frame,
