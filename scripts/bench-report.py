@@ -312,6 +312,96 @@ def main():
         ] + cpu_rows))
         o.append(notes_for(results, "6", ["stompgate"]))
 
+    o.append("## 7. History memory: 10,000 destinations × 100 messages (stompgate only)\n")
+    o.append("The peers keep no per-destination history, so this runs against stompgate alone. One million "
+             "chat SENDs (`/app/market/M<i>/chat`, `{\"text\":\"history <i> <k> …\"}`, 40 bytes of padding) "
+             "from 4 publishers, 100 in a row to each of 10,000 markets, a receipt every 1,000 SENDs awaited "
+             "before the next; no subscribers. The gateway runs with `--send-rate 0`; first with "
+             "`--history-bytes 1073741824` (1 GiB, room for all), then at the default cap (128 MiB). Kept "
+             "messages = (destinations − evicted) × 100 (each destination is written once, in a row, so one "
+             "evicted is gone whole). RSS includes the chat ledger (recent message ids of up to 1,000 markets).\n")
+
+    def mib(key):
+        return lambda r: r[key] / 2**20 if r.get(key) is not None else None
+
+    hist_rows = [
+        ("history cap (--history-bytes, MiB)", mib("history_bytes_cap"), None, ""),
+        ("SENDs confirmed", g("sends_confirmed"), None, ""),
+        ("SENDs per s while filling", g("sends_per_s"), None, ""),
+        ("server RSS before (MB)", mb("server_rss_before_kb"), None, ""),
+        ("server RSS after (MB)", mb("server_rss_kb"), None, ""),
+        ("stompgate_history_bytes (MiB)", mib("history_bytes"), None, ""),
+        ("history within the cap", lambda r: {True: "yes", False: "**no**"}.get(r.get("history_cap_holds")), None, ""),
+        ("destinations evicted", g("history_evictions"), None, ""),
+        ("messages kept", g("kept_messages"), None, ""),
+        ("history bytes per kept message", g("history_bytes_per_message"), None, ""),
+        ("RSS bytes per kept message", g("rss_bytes_per_message"), None, ""),
+        ("RSS per destination (KB)", g("rss_per_dest_kb"), None, ""),
+    ]
+    for s_, label in [("7", "cap 1 GiB"), ("7b", "default cap, 128 MiB")]:
+        o.append(f"**{label}**\n")
+        o.append(table(results, s_, ["stompgate"], hist_rows))
+        o.append(notes_for(results, s_, ["stompgate"]))
+
+    o.append("## 8. Reconnect storm: 10,000 clients resume at once while live delivery goes on (stompgate only)\n")
+    o.append("The peers have no resume (`x-resume-after`), so this runs against stompgate alone. 1,000 live "
+             "subscribers on 100 destinations at 20,000 deliveries/s. A baseline step (12 s) measures their "
+             "latency; then, in a second step of the same length and rate, each destination's latest `x-cursor` "
+             "is taken at its start (by one watcher connection per destination), 10,000 clients connect "
+             "(CONNECT → CONNECTED, 256 in flight) and, once all are connected and at least 3 s have passed, "
+             "all send SUBSCRIBE with `x-resume-after:<cursor>` and a receipt at the same instant. Resume "
+             "latency: SUBSCRIBE sent → its RECEIPT (which carries `x-recovered`).\n")
+    o.append(table(results, "8", ["stompgate"], [
+        ("live p99 without the storm (ms)", lambda r: (r.get("baseline") or {}).get("p99_ms"), None, ""),
+        ("live p99 during the storm (ms)", g("p99_storm_ms"), None, ""),
+        ("live p99 during ÷ without", g("p99_storm_ratio"), None, "×"),
+        ("live p50 without / during (ms)",
+         lambda r: f"{fmt((r.get('baseline') or {}).get('p50_ms'))} / {fmt(r.get('p50_ms'))}", None, ""),
+        ("live p999 without / during (ms)",
+         lambda r: f"{fmt((r.get('baseline') or {}).get('p999_ms'))} / {fmt(r.get('p999_ms'))}", None, ""),
+        ("live lost without / during",
+         lambda r: f"{fmt((r.get('baseline') or {}).get('lost'))} / {fmt(r.get('lost'))}", None, ""),
+        ("resuming clients connected", g("resume_connected"), None, ""),
+        ("time to connect them (s)", g("resume_connect_s"), None, ""),
+        ("RECEIPTs for the resuming SUBSCRIBEs", g("resume_receipts"), None, ""),
+        ("x-recovered:true", g("recovered_true"), None, ""),
+        ("x-recovered:false", g("recovered_false"), None, ""),
+        ("resume latency p50 (ms)", g("resume_p50_ms"), None, ""),
+        ("resume latency p99 (ms)", g("resume_p99_ms"), None, ""),
+        ("resume latency max (ms)", g("resume_max_ms"), None, ""),
+        ("all RECEIPTs in (s after the SUBSCRIBEs)", g("resume_all_receipts_s"), None, ""),
+        ("messages to the resumed clients (x-replay:true)",
+         lambda r: f"{fmt(r.get('resume_messages'))} ({fmt(r.get('resume_replayed'))})", None, ""),
+        ("server RSS (MB)", mb("server_rss_kb"), None, ""),
+    ] + cpu_rows))
+    r8 = results.get(("8", "stompgate"))
+    if r8 and r8.get("kind") == "result" and r8.get("resume_first_error"):
+        o.append(f"- first error of a resuming client: `{r8['resume_first_error'][:160]}`\n")
+    o.append(notes_for(results, "8", ["stompgate"]))
+
+    o.append("## 9. Memory after a burst: every outbox overloaded, then RSS each second for 60 s (stompgate only)\n")
+    o.append("1,000 subscribers on 10 destinations; the publisher attempts 1.2M deliveries/s (12,000 "
+             "SENDs/s in all, 1,200 per destination) for 5 s, far above what the machine "
+             "delivers, so every outbox fills; then nothing is published and the server's RSS is read every "
+             "second for 60 s.\n")
+    o.append(table(results, "9", ["stompgate"], [
+        ("deliveries/s attempted", g("attempted_per_s"), None, ""),
+        ("deliveries/s read during the burst", g("delivered_per_s_burst"), None, ""),
+        ("subscribers closed by the server in the burst", g("closed_in_burst"), None, ""),
+        ("RSS pre-burst (MB)", mb("rss_pre_kb"), None, ""),
+        ("RSS peak (MB)", mb("rss_peak_kb"), None, ""),
+        ("RSS +20 s after the burst (MB)", mb("rss_20s_kb"), None, ""),
+        ("RSS +60 s after the burst (MB)", mb("rss_60s_kb"), None, ""),
+        ("first under 2× pre-burst (s after the burst)", g("under_2x_after_s"), None, ""),
+        cpu_rows[2],
+    ]))
+    r9 = results.get(("9", "stompgate"))
+    if r9 and r9.get("kind") == "result":
+        ser = ", ".join(f"{(x.get('server_rss_kb') or 0) / 1024:.0f}" for x in r9.get("series", []))
+        o.append(f"RSS each second from the burst's start (MB; the burst is the first "
+                 f"{fmt(r9.get('burst_s'))} s): {ser}\n")
+    o.append(notes_for(results, "9", ["stompgate"]))
+
     o.append("## Targets\n")
 
     def res(s, t):
@@ -340,8 +430,14 @@ def main():
                  f"{verdict(sg6['p99_ms'] <= 20 and sg6['lost'] == 0)}")
     sg3 = res("3", "stompgate")
     if sg3 and sg3.get("rss_per_conn_kb") is not None:
+        beside = []
+        for t in ["ceiling", "bun"]:
+            p = res("3", t)
+            if p and p.get("rss_per_conn_kb") is not None:
+                beside.append(f"{NAMES[t]} {p['rss_per_conn_kb']} KB at {p.get('held')}")
         o.append(f"- Scenario 3: {sg3['rss_per_conn_kb']} KB per idle connection at {sg3.get('held')} "
-                 f"connections (goal ≤ 10 KB) {verdict(sg3['rss_per_conn_kb'] <= 10 and sg3.get('held') == 19000)}")
+                 f"connections (goal ≤ 4 KB at 19,000) {verdict(sg3['rss_per_conn_kb'] <= 4 and sg3.get('held') == 19000)}"
+                 + (f"; beside it: {', '.join(beside)}" if beside else ""))
     for s_ in ["2", "1"]:
         sgc = res(s_, "stompgate")
         if not sgc or sgc.get("server_cpu_us_per_delivery") is None:
@@ -367,6 +463,24 @@ def main():
         o.append(f"- Scenario 5: others' p99 {sg5['p99_ms']} ms, {d:+.0f}% vs scenario 2 (goal within 10%) "
                  f"{verdict(d <= 10 and sg5['lost'] == 0)}; RSS {fmt(a)} → {fmt(b)} MB "
                  f"{'flat' if flat else 'not flat'}")
+    for s_ in ["7", "7b"]:
+        r = res(s_, "stompgate")
+        if r:
+            o.append(f"- Scenario {s_}: history {fmt((r.get('history_bytes') or 0) / 2**20)} MiB under a cap of "
+                     f"{fmt(r['history_bytes_cap'] / 2**20)} MiB {verdict(r.get('history_cap_holds') is True)}; "
+                     f"{fmt(r.get('history_bytes_per_message'))} history bytes and "
+                     f"{fmt(r.get('rss_bytes_per_message'))} RSS bytes per kept message")
+    r = res("8", "stompgate")
+    if r:
+        o.append(f"- Scenario 8: {r.get('resume_receipts')}/{r.get('resume_clients')} resumed, "
+                 f"{r.get('recovered_true')} with x-recovered:true; resume p99 {r.get('resume_p99_ms')} ms; "
+                 f"live p99 {r.get('p99_no_storm_ms')} → {r.get('p99_storm_ms')} ms during the storm "
+                 f"({fmt(r.get('p99_storm_ratio'))}×), lost {(r.get('baseline') or {}).get('lost')} / {r.get('lost')}")
+    r = res("9", "stompgate")
+    if r:
+        o.append(f"- Scenario 9: RSS {fmt(mb('rss_pre_kb')(r))} MB before, peak {fmt(mb('rss_peak_kb')(r))} MB, "
+                 f"+20 s {fmt(mb('rss_20s_kb')(r))} MB, +60 s {fmt(mb('rss_60s_kb')(r))} MB: back under 2× "
+                 f"pre-burst within 60 s (goal) {verdict(r.get('under_2x_within_60s') is True)}")
     o.append("")
     o.append("Raw results (one JSON line per run, with every ramp step): `target/bench/results.jsonl` "
              "after a run.\n")

@@ -2,14 +2,16 @@
 # The benchmark suite in one command: installs the peers, builds, runs every scenario of
 # the benchmark issue against stompgate (embedded bus), the bare ceiling broadcaster,
 # Bun's WebSocket pub/sub (bench/bun-peer), RabbitMQ Web-STOMP and Spring's STOMP
-# SimpleBroker, and writes docs/benchmarks.md. Every measured step reports the server's
+# SimpleBroker, and writes docs/benchmarks.md. Scenarios 7-9 (history memory, reconnect
+# storm with x-resume-after, memory after a burst) run against stompgate only: the peers
+# keep no history and have no resume. Every measured step reports the server's
 # CPU µs per delivery (and the load generator's) and the CPU pressure around it.
 #
-#   scripts/bench.sh                      full run (about 30 minutes on 2 cores)
+#   scripts/bench.sh                      full run (about 40 minutes on 2 cores)
 #   scripts/bench.sh --smoke              seconds: small N against stompgate and the ceiling
 #                                         (--targets adds others, e.g. "stompgate ceiling bun");
 #                                         exits non-zero if nothing was delivered or anything lost
-#   options: --targets "stompgate ceiling bun rabbitmq spring"   --scenarios "1 2 3 4 5 6"
+#   options: --targets "stompgate ceiling bun rabbitmq spring"   --scenarios "1 2 3 4 5 6 7 8 9"
 #            --out FILE (default docs/benchmarks.md)   --k6 (also run k6/*.js; needs k6 on PATH)
 #            --resume: keep target/bench/results.jsonl and replace only the cells run now
 #
@@ -24,7 +26,7 @@ CMDLINE="scripts/bench.sh${*:+ $*}"
 SMOKE=0
 TARGETS="stompgate ceiling bun rabbitmq spring"
 TARGETS_SET=0
-SCENARIOS="1 2 3 4 5 6"
+SCENARIOS="1 2 3 4 5 6 7 8 9"
 OUT="docs/benchmarks.md"
 RUN_K6=0
 RESUME=0
@@ -36,7 +38,7 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift ;;
     --k6) RUN_K6=1 ;;
     --resume) RESUME=1 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "bench: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -194,6 +196,12 @@ if [ "$SMOKE" = 1 ]; then
     start_target "$t" || { ok=0; continue; }
     run smoke-fanout "$t" 30 --mode fixed -n 60 -d 3 --rate 6000 --duration 2 --warmup 0.5 --drain-secs 3 || ok=0
     run smoke-storm "$t" 30 --mode storm -n 300 -d 3 --connect-timeout 10 || ok=0
+    if [ "$t" = stompgate ]; then
+      run smoke-history "$t" 30 --mode history-mem -n 0 -d 200 --messages-per-dest 20 \
+        --receipt-every 500 --publishers 2 || ok=0
+      run smoke-resume "$t" 40 --mode resume-storm -n 40 -d 4 --rate 2000 --warmup 0.3 \
+        --duration 1.5 --resume-clients 100 --resume-back 0.5 --drain-secs 2 || ok=0
+    fi
     stop_target
   done
   python3 - "$RESULTS" <<'EOF'
@@ -202,7 +210,15 @@ for line in open(sys.argv[1]):
     r = json.loads(line)
     if r.get("kind") != "result":
         print(f"  {r.get('target')} {r.get('scenario')}: {r.get('error')}"); continue
-    if r["mode"] == "Fixed":
+    if r["mode"] == "HistoryMem":
+        print(f"  {r['target']:<10} {r['scenario']}: {r['sends_confirmed']}/{r['sends_expected']} SENDs, "
+              f"history {r['history_bytes']} bytes, {r['history_bytes_per_message']} bytes per kept message, "
+              f"RSS {r['rss_per_dest_kb']} KB per destination")
+    elif r["mode"] == "ResumeStorm":
+        print(f"  {r['target']:<10} {r['scenario']}: {r['resume_receipts']}/{r['resume_clients']} resumed "
+              f"(x-recovered:true {r['recovered_true']}), resume p50 {r['resume_p50_ms']} p99 {r['resume_p99_ms']} ms; "
+              f"live p99 {r['p99_no_storm_ms']} ms without the storm, {r['p99_storm_ms']} ms during it")
+    elif r["mode"] == "Fixed":
         print(f"  {r['target']:<10} {r['scenario']}: delivered {r['received']}/{r['expected']} "
               f"({r['delivered_per_s']:.0f}/s), lost {r['lost']}, p50 {r['p50_ms']} p99 {r['p99_ms']} "
               f"p999 {r['p999_ms']} ms, CPU per delivery: server {r.get('server_cpu_us_per_delivery')} µs, "
@@ -251,6 +267,29 @@ for t in $TARGETS; do
          run 5 "$t" 150 --mode slow -n 1000 -d 10 --rate 100000 --duration 60 --warmup 3 \
            --slow-clients 1 --sample-secs 5 ;;
       6) continue ;;
+      # 7-9: stompgate only (the peers keep no history and have no resume).
+      7) [ "$t" = stompgate ] || continue
+         # 10,000 destinations x 100 chat messages, with a cap large enough for all of them...
+         start_target "$t" --history-bytes 1073741824 || continue
+         run 7 "$t" 900 --mode history-mem -n 0 -d 10000 --messages-per-dest 100 --publishers 4 \
+           --receipt-every 1000 --pad 40 --history-bytes-cap 1073741824
+         stop_target
+         # ... and again at the default cap (128 MiB): the cap holds.
+         start_target "$t" || continue
+         run 7b "$t" 900 --mode history-mem -n 0 -d 10000 --messages-per-dest 100 --publishers 4 \
+           --receipt-every 1000 --pad 40 --history-bytes-cap 134217728 ;;
+      8) [ "$t" = stompgate ] || continue
+         start_target "$t" || continue
+         # 1,000 live subscribers on 100 destinations at 20,000 deliveries/s (20 messages/s
+         # per destination: a 3 s old cursor is ~60 messages back, inside the 100 kept);
+         # 10,000 clients resume at once. 11,101 sockets per process, under the 20,000 limit.
+         run 8 "$t" 300 --mode resume-storm -n 1000 -d 100 --rate 20000 --warmup 3 --duration 12 \
+           --resume-clients 10000 --resume-back 3 --read-buf 4096 --connect-timeout 60 ;;
+      9) [ "$t" = stompgate ] || continue
+         start_target "$t" || continue
+         # 1.2M deliveries/s attempted for 5 s (far above what 2 shared cores deliver: every
+         # outbox fills), then RSS every second for 60 s.
+         run 9 "$t" 200 --mode burst -n 1000 -d 10 --rate 1200000 --burst-secs 5 --after-secs 60 ;;
     esac
     stop_target
   done

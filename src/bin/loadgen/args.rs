@@ -14,6 +14,14 @@ pub enum Mode {
     Storm,
     /// Fixed load plus clients that stop reading; others' p99 and server RSS over time.
     Slow,
+    /// Fill the gateway's per-destination history (chat SENDs to D markets, M each);
+    /// report RSS and `stompgate_history_bytes` per kept message and per destination.
+    HistoryMem,
+    /// Fixed load to live subscribers, then K clients resuming at once with
+    /// `x-resume-after`: live p99 with and without the storm, resume latency, x-recovered.
+    ResumeStorm,
+    /// Overload every outbox for a while, then sample the server's RSS each second.
+    Burst,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -25,7 +33,9 @@ pub enum BodyFormat {
 }
 
 #[derive(Parser, Debug, Clone)]
-#[command(about = "STOMP-over-WebSocket load generator (fan-out, latency, idle, storm, slow)")]
+#[command(
+    about = "STOMP-over-WebSocket load generator (fan-out, latency, idle, storm, slow, history, resume, burst)"
+)]
 pub struct Args {
     #[arg(long, value_enum)]
     pub mode: Mode,
@@ -135,4 +145,32 @@ pub struct Args {
     /// STOMP clients do; some servers close silent connections (RabbitMQ Web-STOMP: 60 s).
     #[arg(long, default_value_t = 0)]
     pub heartbeat_ms: u64,
+    /// Messages per destination (history-mem).
+    #[arg(long, default_value_t = 100)]
+    pub messages_per_dest: usize,
+    /// A SEND with a receipt every N SENDs per publisher, awaited before the next N
+    /// (history-mem): bounds what is in flight.
+    #[arg(long, default_value_t = 1000)]
+    pub receipt_every: usize,
+    /// The gateway's --history-size, to count the messages it keeps (history-mem).
+    #[arg(long, default_value_t = 100)]
+    pub history_size: usize,
+    /// The gateway's --history-bytes, to check that the cap holds (history-mem).
+    #[arg(long, default_value_t = 128 * 1024 * 1024)]
+    pub history_bytes_cap: usize,
+    /// Metrics URL of the gateway (default: the WebSocket URL's host and port, /metrics).
+    #[arg(long)]
+    pub metrics_url: Option<String>,
+    /// Clients that resume at once (resume-storm).
+    #[arg(long, default_value_t = 10_000)]
+    pub resume_clients: usize,
+    /// Seconds between taking the cursors and the resuming SUBSCRIBEs (resume-storm).
+    #[arg(long, default_value_t = 3.0)]
+    pub resume_back: f64,
+    /// Seconds of the overload (burst).
+    #[arg(long, default_value_t = 5.0)]
+    pub burst_secs: f64,
+    /// Seconds of RSS samples after the overload (burst).
+    #[arg(long, default_value_t = 60.0)]
+    pub after_secs: f64,
 }

@@ -19,16 +19,22 @@
 //! hand, cheap beside the server), `stomp` (frames and the token), `subscriber` and
 //! `publisher` (the connections), `shared` (their counters), `hist` (latency
 //! percentiles), `procfs` (CPU and RSS), `step` (one measured step), `scenarios` (one
-//! function per mode), `report` (the JSON line and the human summary).
+//! function per mode; the longer ones in `history` (history memory), `resume` (reconnect
+//! storm with `x-resume-after`) and `burst` (memory after a burst)), `scrape` (the
+//! gateway's /metrics), `report` (the JSON line and the human summary).
 //!
 //! Output: a human summary on stderr and one JSON line per result on stdout.
 
 mod args;
+mod burst;
 mod hist;
+mod history;
 mod procfs;
 mod publisher;
 mod report;
+mod resume;
 mod scenarios;
+mod scrape;
 mod shared;
 mod step;
 mod stomp;
@@ -145,7 +151,8 @@ async fn real_main(a: Args) -> i32 {
     let psi_before = cpu_pressure();
 
     // Publishers first, so probes can flow as soon as subscribers are there.
-    let needs_publishers = a.mode != Mode::Idle && a.mode != Mode::Storm || !receipt;
+    let needs_publishers =
+        !matches!(a.mode, Mode::Idle | Mode::Storm | Mode::HistoryMem) || !receipt;
     let mut pubs = Vec::new();
     if needs_publishers {
         for p in 0..a.publishers.max(1) {
@@ -268,13 +275,15 @@ async fn real_main(a: Args) -> i32 {
         "confirmed_by": if receipt { "receipt" } else { "first-message" },
         "subscribes_sent": sh.subscribed_sent.load(Relaxed),
     });
-    let run = Run {
+    let run = Arc::new(Run {
         a: a.clone(),
         sh: sh.clone(),
         proc_,
         dest_of,
         slow,
-    };
+        scfg: scfg.clone(),
+        hostport: hostport.clone(),
+    });
     // Let the probe messages settle before anything is measured.
     if !receipt {
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -2,6 +2,7 @@
 //! connect phase timed out): each adds its figures to the result object and returns the
 //! exit code (0: the scenario held; 1: something was lost, refused or never delivered).
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -23,8 +24,11 @@ pub struct Connected {
 }
 
 /// Runs the scenario of `--mode`.
-pub async fn run(run: &Run, c: &Connected, o: &mut Map<String, Value>) -> i32 {
+pub async fn run(run: &Arc<Run>, c: &Connected, o: &mut Map<String, Value>) -> i32 {
     match run.a.mode {
+        Mode::HistoryMem => crate::history::history_mem(run.clone(), o).await,
+        Mode::ResumeStorm => crate::resume::resume_storm(run.clone(), o).await,
+        Mode::Burst => crate::burst::burst(run.clone(), o).await,
         Mode::Storm => storm(run, c, o),
         Mode::Idle => idle(run, c, o).await,
         Mode::Fixed | Mode::Slow => fixed(run, c, o).await,

@@ -17,6 +17,7 @@ use crate::hist::{Pct, percentiles};
 use crate::procfs::{Proc, cpu_pressure};
 use crate::report::{human_step, r1, r3};
 use crate::shared::Shared;
+use crate::subscriber::SubCfg;
 
 pub struct Run {
     pub a: Args,
@@ -24,6 +25,10 @@ pub struct Run {
     pub proc_: Proc,
     pub dest_of: Vec<usize>,
     pub slow: Vec<bool>,
+    /// How to open a connection (target, CONNECT frame, source addresses).
+    pub scfg: Arc<SubCfg>,
+    /// host:port of the WebSocket URL (the gateway's /metrics is there by default).
+    pub hostport: String,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
