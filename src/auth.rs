@@ -252,6 +252,30 @@ impl Auth {
     }
 }
 
+/// The claim that lets a token change the market registry.
+#[derive(Debug, Deserialize)]
+struct AdminClaims {
+    #[serde(default)]
+    admin: bool,
+}
+
+impl Auth {
+    /// Whether `token` is a valid JWT carrying `"admin": true`; None when no JWT key is
+    /// configured.
+    pub fn admin_claim(&self, token: &str) -> Option<Result<bool, AuthError>> {
+        let (key, validation) = self.key.as_ref()?;
+        Some(
+            decode::<AdminClaims>(token.trim(), key, validation)
+                .map(|d| d.claims.admin)
+                .map_err(|e| match e.kind() {
+                    ErrorKind::ExpiredSignature => AuthError::Expired,
+                    ErrorKind::InvalidSignature => AuthError::BadSignature,
+                    _ => AuthError::Invalid(e.to_string()),
+                }),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -273,6 +273,23 @@ pub struct Config {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "STOMPGATE_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
+
+    /// Bearer token allowed to change the market registry (POST/DELETE /api/markets);
+    /// a JWT with the claim `"admin": true` is accepted too.
+    #[arg(long, env = "STOMPGATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Compacted Kafka topic of the market registry.
+    #[arg(long, env = "STOMPGATE_MARKETS_TOPIC", default_value = "markets")]
+    pub markets_topic: String,
+
+    /// Embedded default only: run the Upbit/Bithumb bridge in-process instead of the demo
+    /// feed (needs internet), following the registry (seeded with --demo-markets).
+    #[arg(long, env = "STOMPGATE_LIVE_FEED", default_value_t = false)]
+    pub live_feed: bool,
+
+    #[command(flatten)]
+    pub exchanges: crate::feed::ExchangeArgs,
 }
 
 /// Parses `key=value`.

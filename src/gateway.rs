@@ -27,6 +27,8 @@ pub struct Gateway {
     pub hub: Arc<Hub>,
     pub bus: Arc<dyn Bus>,
     pub metrics: Arc<Metrics>,
+    /// The markets the feed follows (`/api/markets`).
+    pub registry: Arc<crate::registry::Registry>,
     /// Connections per client address.
     pub per_ip: Arc<IpLimiter>,
     /// Permits for open connections (WebSocket and TCP together).
@@ -89,7 +91,10 @@ impl Gateway {
             ),
             None => Arc::new(LocalBus::new(sink)),
         };
-        if config.kafka_brokers.is_none() {
+        let registry = crate::registry::for_gateway(&config, &shutdown)?;
+        if config.kafka_brokers.is_none() && config.live_feed {
+            crate::feed::spawn_live(&config, &registry, bus.clone(), &shutdown);
+        } else if config.kafka_brokers.is_none() {
             tokio::spawn(crate::demo::run(
                 bus.clone(),
                 config.trades_topic.clone(),
@@ -120,6 +125,7 @@ impl Gateway {
             hub,
             bus,
             metrics,
+            registry,
             sessions: TaskTracker::new(),
             draining: AtomicBool::new(false),
             started: Instant::now(),

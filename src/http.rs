@@ -28,7 +28,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/api/stats", get(stats));
+        .route("/api/stats", get(stats))
+        .merge(crate::markets_api::routes());
     let router = match &gw.config.static_dir {
         Some(dir) => router.fallback_service(tower_http::services::ServeDir::new(dir)),
         None => router.fallback(embedded),

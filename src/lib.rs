@@ -30,9 +30,12 @@
 //! - [`route`]: Kafka records to destinations.
 //! - [`chat`]: chat records built by the gateway, and who owns which message.
 //! - [`demo`]: the synthetic market feed of the embedded default.
+//! - [`feed`]: `stompgate feed`, the Upbit/Bithumb bridge to Kafka (also `--live-feed`).
+//! - [`registry`]: the market registry (compacted Kafka topic, or memory).
 //!
 //! Process:
 //! - [`http`]: the axum router: `/ws`, health, readiness, metrics, stats, dashboard.
+//! - [`markets_api`]: `/api/markets`, the registry over REST.
 //! - [`server`]: listeners, refusals and graceful shutdown.
 //! - [`gateway`]: the wiring of all of the above.
 //! - [`memory`]: freed heap handed back to the OS.
@@ -46,14 +49,17 @@ pub mod config;
 pub mod demo;
 pub mod destination;
 pub mod disconnect;
+pub mod feed;
 pub mod gateway;
 pub mod http;
 pub mod hub;
 pub mod ingest;
 pub mod limits;
+pub mod markets_api;
 pub mod memory;
 pub mod metrics;
 pub mod origin;
+pub mod registry;
 pub mod route;
 pub mod server;
 pub mod session;
