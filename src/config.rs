@@ -65,6 +65,11 @@ pub struct Config {
     #[arg(long, env = "STOMPGATE_TRADES_TOPIC", default_value = "trades")]
     pub trades_topic: String,
 
+    /// More topics of trades, routed like --trades-topic (e.g. one per exchange:
+    /// `topic-upbit,topic-bithumb`, as `stompgate feed --topic-per-exchange` writes them).
+    #[arg(long, env = "STOMPGATE_EXTRA_TRADES_TOPICS", value_delimiter = ',')]
+    pub extra_trades_topics: Vec<String>,
+
     /// Kafka topic of chat events (event-type from the record's `event-type` header).
     #[arg(long, env = "STOMPGATE_CHAT_TOPIC", default_value = "chat")]
     pub chat_topic: String,

@@ -47,7 +47,8 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         let hub = Arc::new(Hub::new(metrics.clone(), config.history()));
         let chat = Arc::new(Chat::new(&config.chat_topic));
-        let router = Router::defaults(&config.trades_topic, &config.chat_topic);
+        let router = Router::defaults(&config.trades_topic, &config.chat_topic)
+            .with_trade_topics(&config.extra_trades_topics);
         let topics = router.topics();
         let ingest = Arc::new(Ingest {
             router,

@@ -36,6 +36,16 @@ SIMPLE = {"type": "ty", "code": "cd", "trade_price": "tp", "trade_volume": "tv",
           "sequential_id": "sid", "stream_type": "st"}
 
 
+def frame(opcode: int, payload: bytes) -> bytes:
+    """One unmasked, final server frame."""
+    n = len(payload)
+    if n < 126:
+        return struct.pack("!BB", 0x80 | opcode, n) + payload
+    if n < 65536:
+        return struct.pack("!BBH", 0x80 | opcode, 126, n) + payload
+    return struct.pack("!BBQ", 0x80 | opcode, 127, n) + payload
+
+
 class Conn:
     def __init__(self, sock: socket.socket):
         self.sock = sock
@@ -45,17 +55,10 @@ class Conn:
         self.open = True
 
     def send(self, opcode: int, payload: bytes) -> None:
-        n = len(payload)
-        if n < 126:
-            head = struct.pack("!BB", 0x80 | opcode, n)
-        elif n < 65536:
-            head = struct.pack("!BBH", 0x80 | opcode, 126, n)
-        else:
-            head = struct.pack("!BBQ", 0x80 | opcode, 127, n)
         with self.lock:
             if self.open:
                 try:
-                    self.sock.sendall(head + payload)
+                    self.sock.sendall(frame(opcode, payload))
                 except OSError:
                     self.open = False
 
@@ -213,6 +216,28 @@ class FakeExchange:
             self._send_trade(c, fields)
         return {"market": code, "exchange": self.name, "price": price, "qty": volume,
                 "side": "buy" if side == "BID" else "sell", "ts": now, "trade_id": str(sid)}
+
+    def burst(self, code: str, n: int, price: str = "95000000", volume: str = "0.0001") -> list[str]:
+        """Sends `n` trades of `code` in one write; returns their sequential ids."""
+        now = int(time.time() * 1000)
+        with self.cond:
+            first = self.seq + 1
+            self.seq += n
+            targets = [c for c in self.conns if c.codes and code in c.codes]
+        ids = [str(first + i) for i in range(n)]
+        for c in targets:
+            keys = SIMPLE if c.format == "SIMPLE" else {}
+            k = lambda name: keys.get(name, name)  # noqa: E731
+            out = bytearray()
+            for sid in ids:
+                payload = (f'{{"{k("type")}":"trade","{k("code")}":"{code}","{k("trade_price")}":{price},'
+                           f'"{k("trade_volume")}":{volume},"{k("ask_bid")}":"BID",'
+                           f'"{k("trade_timestamp")}":{now},"{k("sequential_id")}":{sid},'
+                           f'"{k("stream_type")}":"REALTIME"}}').encode()
+                out += frame(2 if self.binary else 1, payload)
+            with c.lock:
+                c.sock.sendall(out)
+        return ids
 
     def subscribed(self) -> set[str] | None:
         """Codes of the live subscription (None if no connection is subscribed)."""

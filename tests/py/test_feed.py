@@ -19,7 +19,7 @@ import uuid
 import pytest
 
 from fake_exchange import FakeExchange, Feed
-from gateway_support import await_flow, wait_until
+from gateway_support import Gateway, await_flow, wait_until
 
 pytestmark = [pytest.mark.gateway_kafka, pytest.mark.kafka, pytest.mark.timeout(300)]
 
@@ -265,3 +265,105 @@ def test_the_feed_follows_registry_changes(kafka, gateways, feeds, fakes):
     wait_until(lambda: bt.subscribed() is None, 10, "bithumb connection closed")
     wait_until(lambda: feed.metric("connected", "bithumb") == 0, 5, "bithumb connected 0")
     print(f"registry change -> exchange subscription: add {added*1000:.0f} ms, delete {removed*1000:.0f} ms")
+
+
+def test_one_topic_per_exchange_through_gateway_routes(kafka, gateways, feeds, fakes, stomp_clients):
+    from confluent_kafka.admin import NewTopic
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    topics = [f"{prefix}-upbit", f"{prefix}-bithumb"]
+    admin = kafka.admin()
+    for f in admin.create_topics([NewTopic(t, 1, 1) for t in topics]).values():
+        f.result(30)
+    markets_topic = f"markets-{uuid.uuid4().hex[:8]}"
+    gw = gateways("a", kafka.bootstrap, "--admin-token", ADMIN, "--markets-topic", markets_topic,
+                  "--extra-trades-topics", ",".join(topics))
+    gw.wait_ready()
+    feeds("--kafka-brokers", kafka.bootstrap, "--markets-topic", markets_topic,
+          "--upbit-url", fakes["upbit"].url, "--bithumb-url", fakes["bithumb"].url,
+          "--topic-per-exchange", "--exchange-topic", prefix + "-{exchange}")
+    sym = symbol()
+    for ex in ("upbit", "bithumb"):
+        assert call(gw.port, "POST", "/api/markets", {"exchange": ex, "symbol": sym}, ADMIN)[0] == 201
+        fakes[ex].wait_subscribed({sym})
+    client = stomp_clients(gw.port, "watcher")
+    client.subscribe(f"/topic/market/{sym}")
+    await_flow(kafka, sym, [client])
+    deadline = time.monotonic() + 30
+    sent = {}
+    # The gateway's consumer picks the new topics up on its next metadata refresh.
+    while time.monotonic() < deadline and len({b["exchange"] for b in bodies(client, sym)}) < 2:
+        for ex in ("upbit", "bithumb"):
+            t = fakes[ex].trade(sym, "3105.5", "10")
+            sent[t["trade_id"]] = t
+        time.sleep(1)
+    got = bodies(client, sym)
+    assert {b["exchange"] for b in got} == {"upbit", "bithumb"}, got
+    assert all(sent[b["trade_id"]] == b for b in got)
+    for ex, topic in zip(("upbit", "bithumb"), topics):
+        recs = [json.loads(m.value()) for m in kafka.read(topic, want=lambda r: len(r) >= 1, timeout=10)]
+        assert recs and all(r["exchange"] == ex for r in recs), (topic, recs)
+    recs = [m for m in kafka.read("trades", kafka.end_offsets("trades"), timeout=1)]
+    assert not recs
+
+
+def test_live_feed_on_the_embedded_default(tmp_path, fakes, stomp_clients):
+    sym = symbol()
+    gw = Gateway("live", tmp_path, ["--live-feed", "--upbit-url", fakes["upbit"].url,
+                                    "--bithumb-url", fakes["bithumb"].url, "--demo-markets", sym,
+                                    "--admin-token", ADMIN, "--feed-backoff-ms", "100"])
+    try:
+        gw.start()
+        both = [{"exchange": "bithumb", "symbol": sym}, {"exchange": "upbit", "symbol": sym}]
+        assert call(gw.port, "GET", "/api/markets") == (200, both)
+        fakes["upbit"].wait_subscribed({sym})
+        fakes["bithumb"].wait_subscribed({sym})
+        client = stomp_clients(gw.port, "watcher")
+        client.subscribe(f"/topic/market/{sym}")
+        t = fakes["upbit"].trade(sym, "95012000.0", "0.00012345")
+        client.wait_for(lambda h, b: b.get("trade_id") == t["trade_id"], what="the live trade")
+        time.sleep(1.0)
+        assert bodies(client, sym) == [t], "only the exchange's trades, no demo feed"
+        assert call(gw.port, "POST", "/api/markets", {"exchange": "upbit", "symbol": "KRW-ETH"}, ADMIN)[0] == 201
+        fakes["upbit"].wait_subscribed({sym, "KRW-ETH"}, timeout=10)
+        assert call(gw.port, "DELETE", f"/api/markets/bithumb/{sym}", token=ADMIN)[0] == 204
+        wait_until(lambda: fakes["bithumb"].subscribed() is None, 10, "bithumb dropped")
+    finally:
+        gw.terminate()
+        print(gw.log_tail(20))
+
+
+def test_bridge_throughput_and_delay(kafka, gateways, feeds, fakes, stomp_clients):
+    """Every trade of a burst reaches Kafka exactly once; prints trades/s and the delay."""
+    topic = f"markets-{uuid.uuid4().hex[:8]}"
+    gw, feed = start_stack(kafka, gateways, feeds, fakes, topic)
+    sym = symbol()
+    assert call(gw.port, "POST", "/api/markets", {"exchange": "upbit", "symbol": sym}, ADMIN)[0] == 201
+    up = fakes["upbit"]
+    up.wait_subscribed({sym})
+    client = stomp_clients(gw.port, "watcher")
+    client.subscribe(f"/topic/market/{sym}")
+    await_flow(kafka, sym, [client])
+    # Delay, one trade at a time: fake exchange write -> STOMP MESSAGE at the subscriber.
+    delays = []
+    for _ in range(20):
+        t0 = time.monotonic()
+        t = up.trade(sym, "95000000", "0.001")
+        client.wait_for(lambda h, b, i=t["trade_id"]: b.get("trade_id") == i, what="a trade")
+        delays.append((time.monotonic() - t0) * 1000)
+        time.sleep(0.05)
+    delays.sort()
+    # Throughput: one burst, timed until Kafka acknowledged all of it.
+    start = kafka.end_offsets("trades")
+    n = 20000
+    before = feed.metric("trades_produced_total", "upbit")
+    t0 = time.monotonic()
+    ids = up.burst(sym, n)
+    wait_until(lambda: feed.metric("trades_produced_total", "upbit") >= before + n, 120,
+               f"{n} trades produced", 0.05)
+    seconds = time.monotonic() - t0
+    recs = kafka.read("trades", start, want=lambda r: len(r) >= n, timeout=60)
+    got = [json.loads(m.value())["trade_id"] for m in recs if m.key() == sym.encode()]
+    assert sorted(got) == sorted(ids), f"{len(got)} records for {n} trades"
+    print(f"bridge: {n} trades in {seconds:.2f} s = {n / seconds:.0f} trades/s (fake exchange -> "
+          f"Kafka ack, debug build); delay fake -> STOMP p50 {delays[10]:.1f} ms, "
+          f"max {delays[-1]:.1f} ms over 20 trades")
