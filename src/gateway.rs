@@ -99,7 +99,7 @@ impl Gateway {
             tokio::spawn(crate::demo::run(
                 bus.clone(),
                 config.trades_topic.clone(),
-                config.demo_markets.clone(),
+                registry.subscribe(),
                 config.demo_rate,
                 shutdown.clone(),
             ));
