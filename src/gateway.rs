@@ -92,9 +92,16 @@ impl Gateway {
             ),
             None => Arc::new(LocalBus::new(sink)),
         };
-        let registry = crate::registry::for_gateway(&config, &shutdown)?;
+        let registry = crate::registry::for_gateway(
+            config.kafka_brokers.as_deref(),
+            &config.markets_topic,
+            &config.kafka_config,
+            &config.demo_markets,
+            &shutdown,
+        )?;
         if config.kafka_brokers.is_none() && config.live_feed {
-            crate::feed::spawn_live(&config, &registry, bus.clone(), &shutdown);
+            let (exchanges, topic) = (&config.exchanges, &config.trades_topic);
+            crate::feed::spawn_live(exchanges, topic, &registry, bus.clone(), &shutdown);
         } else if config.kafka_brokers.is_none() {
             tokio::spawn(crate::demo::run(
                 bus.clone(),

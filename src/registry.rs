@@ -367,22 +367,32 @@ fn follow(consumer: BaseConsumer, topic: &str, registry: &Registry, shutdown: Ca
     }
 }
 
-/// The gateway's registry: on the markets topic with Kafka, else in memory holding the
-/// demo markets on every exchange.
+/// The gateway's registry: on the markets topic when Kafka `brokers` are given, else in
+/// memory holding `seed` symbols on every exchange.
 pub fn for_gateway(
-    config: &crate::config::Config,
+    brokers: Option<&str>,
+    topic: &str,
+    kafka_config: &[(String, String)],
+    seed: &[String],
     shutdown: &CancellationToken,
 ) -> Result<Arc<Registry>, String> {
-    match &config.kafka_brokers {
-        Some(brokers) => Registry::kafka(
-            brokers,
-            &config.markets_topic,
-            &config.kafka_config,
-            shutdown.clone(),
-        ),
-        None => Ok(Registry::memory(config.demo_markets.iter().flat_map(|m| {
-            EXCHANGES.iter().filter_map(move |e| Market::new(e, m).ok())
-        }))),
+    match brokers {
+        Some(brokers) => Registry::kafka(brokers, topic, kafka_config, shutdown.clone()),
+        None => {
+            let mut markets = Vec::new();
+            for symbol in seed {
+                for exchange in EXCHANGES {
+                    match Market::new(exchange, symbol) {
+                        Ok(m) => markets.push(m),
+                        Err(e) => {
+                            tracing::warn!("--demo-markets: {e}; left out of the registry");
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok(Registry::memory(markets))
+        }
     }
 }
 

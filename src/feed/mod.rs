@@ -201,12 +201,13 @@ pub fn spawn_exchanges(
 
 /// `--live-feed` on the embedded default: the exchange clients on the gateway's local bus.
 pub fn spawn_live(
-    config: &crate::config::Config,
+    exchanges: &ExchangeArgs,
+    trades_topic: &str,
     registry: &Registry,
     bus: Arc<dyn Bus>,
     shutdown: &CancellationToken,
 ) {
-    let settings = config.exchanges.settings(|_| config.trades_topic.clone());
+    let settings = exchanges.settings(|_| trades_topic.to_string());
     tracing::info!("live exchange feed started on the local bus (--live-feed)");
     spawn_exchanges(
         settings,
