@@ -436,6 +436,9 @@ impl Config {
                 self.max_write_bytes
             ));
         }
+        if self.live_feed && self.kafka_brokers.is_some() {
+            return Err("--live-feed runs the exchange bridge on the embedded default only; with --kafka-brokers run `stompgate feed` as its own process".into());
+        }
         if self.max_connections == 0 {
             return Err("--max-connections must be at least 1".into());
         }

@@ -175,3 +175,14 @@ async fn the_demo_feed_follows_the_registry() {
     );
     server.shutdown().await;
 }
+
+#[test]
+fn live_feed_is_for_the_embedded_default() {
+    use stompgate::config::Config;
+    let c = Config::load(["stompgate", "--live-feed", "--kafka-brokers", "k:9092"]).unwrap();
+    let e = c.validate().unwrap_err();
+    assert!(e.contains("stompgate feed"), "{e}");
+    let c = Config::load(["stompgate", "--live-feed"]).unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.exchanges.upbit_url, "wss://api.upbit.com/websocket/v1");
+}

@@ -302,6 +302,30 @@ mod tests {
         assert_eq!(d[2]["format"], "DEFAULT");
     }
 
+    /// The default URLs are `wss://`: TLS must be built in (rustls with the webpki roots),
+    /// so a handshake against a server that is not TLS fails as TLS, not as "unsupported".
+    #[tokio::test]
+    async fn wss_is_supported() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let _ = tokio::io::AsyncWriteExt::write_all(&mut s, b"HTTP/1.1 400 no\r\n\r\n").await;
+        });
+        let err = tokio_tungstenite::connect_async(format!("wss://127.0.0.1:{port}/websocket/v1"))
+            .await
+            .unwrap_err();
+        // rustls reads the plain HTTP reply as a corrupt TLS record.
+        assert!(
+            matches!(
+                err,
+                tokio_tungstenite::tungstenite::Error::Io(_)
+                    | tokio_tungstenite::tungstenite::Error::Tls(_)
+            ),
+            "{err}"
+        );
+    }
+
     #[test]
     fn codes_of_one_exchange() {
         let set: BTreeSet<Market> = [
