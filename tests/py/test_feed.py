@@ -164,6 +164,16 @@ def test_no_duplicate_after_a_dropped_connection(kafka, gateways, feeds, fakes, 
     assert in_kafka == ids, in_kafka
     assert feed.metric("reconnects_total", "upbit") >= 1
     assert feed.metric("connected", "upbit") == 1
+    # A registry change resubscribes on the open connection; the exchange repeats the last
+    # trade of every code again, and again it is dropped.
+    dropped = feed.metric("duplicates_dropped_total", "upbit")
+    other = symbol()
+    assert call(gw.port, "POST", "/api/markets", {"exchange": "upbit", "symbol": other}, ADMIN)[0] == 201
+    up.wait_subscribed({sym, other})
+    wait_until(lambda: feed.metric("duplicates_dropped_total", "upbit") > dropped, 10,
+               "the repeat after the resubscription dropped")
+    time.sleep(0.5)
+    assert [b["trade_id"] for b in bodies(client, sym)] == ids
 
 
 def test_wrong_format_is_logged_with_its_reason_and_retried(kafka, gateways, feeds, fakes,
@@ -264,6 +274,7 @@ def test_the_feed_follows_registry_changes(kafka, gateways, feeds, fakes):
     assert call(gw.port, "DELETE", "/api/markets/bithumb/KRW-ETH", token=ADMIN)[0] == 204
     wait_until(lambda: bt.subscribed() is None, 10, "bithumb connection closed")
     wait_until(lambda: feed.metric("connected", "bithumb") == 0, 5, "bithumb connected 0")
+    assert feed.stop() == 0, "SIGTERM: a clean exit"
     print(f"registry change -> exchange subscription: add {added*1000:.0f} ms, delete {removed*1000:.0f} ms")
 
 
