@@ -261,7 +261,9 @@ def test_the_feed_follows_registry_changes(kafka, gateways, feeds, fakes):
     gw, feed = start_stack(kafka, gateways, feeds, fakes, topic, "--markets", "upbit:KRW-BTC")
     up, bt = fakes["upbit"], fakes["bithumb"]
     up.wait_subscribed({"KRW-BTC"})
-    assert call(gw.port, "GET", "/api/markets") == (200, [{"exchange": "upbit", "symbol": "KRW-BTC"}])
+    # --markets registered it in the topic; the gateway reads it from there.
+    wait_until(lambda: call(gw.port, "GET", "/api/markets")
+               == (200, [{"exchange": "upbit", "symbol": "KRW-BTC"}]), 10, "the gateway's list")
     assert bt.subscribed() is None, "no bithumb market, no bithumb connection"
     connections = up.connections
     assert call(gw.port, "POST", "/api/markets", {"exchange": "upbit", "symbol": "KRW-ETH"}, ADMIN)[0] == 201
