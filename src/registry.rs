@@ -259,11 +259,20 @@ async fn ensure_topic(
     shutdown: &CancellationToken,
 ) {
     loop {
-        let brokers = admin
+        let (brokers, exists) = admin
             .inner()
-            .fetch_metadata(None, Duration::from_secs(3))
-            .map(|m| m.brokers().len())
-            .unwrap_or(0);
+            .fetch_metadata(Some(topic), Duration::from_secs(3))
+            .map(|m| {
+                let exists = m
+                    .topics()
+                    .iter()
+                    .any(|t| t.error().is_none() && !t.partitions().is_empty());
+                (m.brokers().len(), exists)
+            })
+            .unwrap_or((0, false));
+        if exists {
+            return;
+        }
         if brokers > 0 {
             let replication = brokers.min(3) as i32;
             let new = NewTopic::new(topic, 1, TopicReplication::Fixed(replication))
@@ -287,7 +296,7 @@ async fn ensure_topic(
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
     }
 }

@@ -1,48 +1,57 @@
 //! Drops trades the feed has already produced. After every (re)subscription the exchange
 //! sends a SNAPSHOT that repeats the last trade of each market; a reconnect must not put
-//! that trade into Kafka twice. Remembers the most recent ids of one exchange, bounded.
+//! that trade into Kafka twice. Remembers the most recent ids of each market of one
+//! exchange, so the last trade of a quiet market is remembered however busy the others are.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
-/// Recently seen (market, sequential_id) pairs of one exchange.
+/// Recently seen sequential ids, per market, of one exchange.
 pub struct Dedup {
-    seen: HashSet<(String, String)>,
-    order: VecDeque<(String, String)>,
-    capacity: usize,
+    markets: HashMap<String, Window>,
+    per_market: usize,
+}
+
+#[derive(Default)]
+struct Window {
+    seen: HashSet<String>,
+    order: VecDeque<String>,
 }
 
 impl Dedup {
-    /// Remembers up to `capacity` ids (oldest forgotten first).
-    pub fn new(capacity: usize) -> Dedup {
+    /// Remembers the last `per_market` ids of every market (oldest forgotten first).
+    pub fn new(per_market: usize) -> Dedup {
         Dedup {
-            seen: HashSet::with_capacity(capacity.min(1 << 16)),
-            order: VecDeque::with_capacity(capacity.min(1 << 16)),
-            capacity: capacity.max(1),
+            markets: HashMap::new(),
+            per_market: per_market.max(1),
         }
     }
 
-    /// True the first time an id is offered, false for a repeat.
+    /// True the first time an id is offered for a market, false for a repeat.
     pub fn first(&mut self, market: &str, sequential_id: &str) -> bool {
-        let key = (market.to_string(), sequential_id.to_string());
-        if self.seen.contains(&key) {
+        let w = match self.markets.get_mut(market) {
+            Some(w) => w,
+            None => self.markets.entry(market.to_string()).or_default(),
+        };
+        if w.seen.contains(sequential_id) {
             return false;
         }
-        if self.order.len() == self.capacity
-            && let Some(old) = self.order.pop_front()
+        if w.order.len() == self.per_market
+            && let Some(old) = w.order.pop_front()
         {
-            self.seen.remove(&old);
+            w.seen.remove(&old);
         }
-        self.seen.insert(key.clone());
-        self.order.push_back(key);
+        w.seen.insert(sequential_id.to_string());
+        w.order.push_back(sequential_id.to_string());
         true
     }
 
+    /// Ids remembered, over all markets.
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.markets.values().map(|w| w.order.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.len() == 0
     }
 }
 
@@ -64,13 +73,18 @@ mod tests {
     }
 
     #[test]
-    fn bounded() {
+    fn bounded_per_market() {
         let mut d = Dedup::new(3);
-        for i in 0..10 {
-            assert!(d.first("M", &i.to_string()));
+        assert!(d.first("QUIET", "7"));
+        for i in 0..10_000 {
+            assert!(d.first("BUSY", &i.to_string()));
         }
-        assert_eq!(d.len(), 3);
-        assert!(!d.first("M", "9"));
-        assert!(d.first("M", "0"), "forgotten after the bound");
+        assert_eq!(d.len(), 4);
+        assert!(!d.first("BUSY", "9999"));
+        assert!(d.first("BUSY", "0"), "forgotten after the bound");
+        assert!(
+            !d.first("QUIET", "7"),
+            "a quiet market's last trade outlives the busy one's traffic"
+        );
     }
 }

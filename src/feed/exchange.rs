@@ -100,7 +100,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let name = settings.name;
-    let mut dedup = Dedup::new(200_000);
+    let mut dedup = Dedup::new(1024);
     let mut backoff = Backoff::new(settings.backoff_initial, settings.backoff_max);
     metrics.connected.with_label_values(&[name]).set(0);
     loop {
