@@ -14,7 +14,8 @@ use std::time::Duration;
 #[command(
     name = "stompgate",
     version,
-    about = "Kafka to STOMP-over-WebSocket fan-out gateway"
+    about = "Kafka to STOMP-over-WebSocket fan-out gateway",
+    after_help = "The exchange bridge (Upbit, Bithumb -> Kafka) is `stompgate feed`; see `stompgate feed --help`."
 )]
 pub struct Config {
     /// TOML file of settings (keys are the long option names, e.g. `port = 8080` or

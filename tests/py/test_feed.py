@@ -260,9 +260,13 @@ def test_registry_survives_a_gateway_restart(kafka, gateways):
 
 def test_the_feed_follows_registry_changes(kafka, gateways, feeds, fakes):
     topic = f"markets-{uuid.uuid4().hex[:8]}"
-    gw, feed = start_stack(kafka, gateways, feeds, fakes, topic, "--markets", "upbit:KRW-BTC")
+    gw, feed = start_stack(kafka, gateways, feeds, fakes, topic, "--markets", "upbit:KRW-BTC",
+                           "--feed-ping-ms", "200")
     up, bt = fakes["upbit"], fakes["bithumb"]
     up.wait_subscribed({"KRW-BTC"})
+    # Keep-alive: PING every 200 ms here, each answered {"status":"UP"}, none taken for an error.
+    wait_until(lambda: up.pings >= 3, 5, "three PINGs")
+    assert feed.metric("errors_total", "upbit") == 0
     # --markets registered it in the topic; the gateway reads it from there.
     wait_until(lambda: call(gw.port, "GET", "/api/markets")
                == (200, [{"exchange": "upbit", "symbol": "KRW-BTC"}]), 10, "the gateway's list")
