@@ -98,6 +98,7 @@ class FakeExchange:
         self.connections = 0
         self.last: dict[str, dict] = {}  # code -> last trade (DEFAULT keys, raw JSON texts)
         self.rejecting: str | None = None
+        self.silent = False  # True: PINGs go unanswered (a half-dead connection)
         self.seq = int(time.time() * 1000) * 1000
         self.cond = threading.Condition()
         self.stopped = False
@@ -159,7 +160,8 @@ class FakeExchange:
         if text == "PING":
             with self.cond:
                 self.pings += 1
-            conn.send(1, b'{"status":"UP"}')
+            if not self.silent:
+                conn.send(1, b'{"status":"UP"}')
             return
         try:
             req = json.loads(text)

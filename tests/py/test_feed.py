@@ -199,6 +199,23 @@ def test_wrong_format_is_logged_with_its_reason_and_retried(kafka, gateways, fee
     client.wait_for(lambda h, b: b.get("trade_id") == t["trade_id"], what="a trade after the refusals")
 
 
+def test_a_silent_connection_is_replaced(kafka, gateways, feeds, fakes):
+    topic = f"markets-{uuid.uuid4().hex[:8]}"
+    up = fakes["upbit"]
+    gw, feed = start_stack(kafka, gateways, feeds, fakes, topic, "--markets", "upbit:KRW-BTC",
+                           "--feed-ping-ms", "200", "--feed-idle-timeout-ms", "1000")
+    up.wait_subscribed({"KRW-BTC"})
+    time.sleep(1.5)
+    assert feed.metric("reconnects_total", "upbit") == 0, "answered PINGs keep it open"
+    connections = up.connections
+    up.silent = True
+    wait_until(lambda: up.connections > connections, 10, "a new connection after the silence")
+    assert feed.metric("reconnects_total", "upbit") >= 1
+    assert "nothing received for" in feed.log()
+    up.silent = False
+    up.wait_subscribed({"KRW-BTC"})
+
+
 def test_registry_round_trip_and_auth_errors(kafka, gateways):
     topic = f"markets-{uuid.uuid4().hex[:8]}"
     a = gateways("a", kafka.bootstrap, "--admin-token", ADMIN, "--markets-topic", topic,
