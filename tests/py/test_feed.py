@@ -331,11 +331,11 @@ def test_one_topic_per_exchange_through_gateway_routes(kafka, gateways, feeds, f
     while time.monotonic() < deadline and len({b["exchange"] for b in bodies(client, sym)}) < 2:
         for ex in ("upbit", "bithumb"):
             t = fakes[ex].trade(sym, "3105.5", "10")
-            sent[t["trade_id"]] = t
+            sent[(ex, t["trade_id"])] = t
         time.sleep(1)
     got = bodies(client, sym)
     assert {b["exchange"] for b in got} == {"upbit", "bithumb"}, got
-    assert all(sent[b["trade_id"]] == b for b in got)
+    assert all(sent[(b["exchange"], b["trade_id"])] == b for b in got), got
     for ex, topic in zip(("upbit", "bithumb"), topics):
         recs = [json.loads(m.value()) for m in kafka.read(topic, want=lambda r: len(r) >= 1, timeout=10)]
         assert recs and all(r["exchange"] == ex for r in recs), (topic, recs)
