@@ -314,6 +314,30 @@ impl Auth {
     }
 }
 
+/// The claim that lets a token change the market registry.
+#[derive(Debug, Deserialize)]
+struct AdminClaims {
+    #[serde(default)]
+    admin: bool,
+}
+
+impl Auth {
+    /// Whether `token` is a valid JWT carrying `"admin": true`; None when no JWT key is
+    /// configured.
+    pub fn admin_claim(&self, token: &str) -> Option<Result<bool, AuthError>> {
+        let (key, validation) = self.key.as_ref()?;
+        Some(
+            decode::<AdminClaims>(token.trim(), key, validation)
+                .map(|d| d.claims.admin)
+                .map_err(|e| match e.kind() {
+                    ErrorKind::ExpiredSignature => AuthError::Expired,
+                    ErrorKind::InvalidSignature => AuthError::BadSignature,
+                    _ => AuthError::Invalid(e.to_string()),
+                }),
+        )
+    }
+}
+
 /// No control characters: a user name goes into STOMP headers and log lines, where a
 /// newline would start a forged header or line.
 fn printable(text: &str) -> bool {

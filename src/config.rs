@@ -15,7 +15,8 @@ use std::time::Duration;
 #[command(
     name = "stompgate",
     version,
-    about = "Kafka to STOMP-over-WebSocket fan-out gateway"
+    about = "Kafka to STOMP-over-WebSocket fan-out gateway",
+    after_help = "The exchange bridge (Upbit, Bithumb -> Kafka) is `stompgate feed`; see `stompgate feed --help`."
 )]
 pub struct Config {
     /// TOML file of settings (keys are the long option names, e.g. `port = 8080` or
@@ -65,6 +66,11 @@ pub struct Config {
     /// Kafka topic of exchange trades (event-type `trade`).
     #[arg(long, env = "STOMPGATE_TRADES_TOPIC", default_value = "trades")]
     pub trades_topic: String,
+
+    /// More topics of trades, routed like --trades-topic (e.g. one per exchange:
+    /// `topic-upbit,topic-bithumb`, as `stompgate feed --topic-per-exchange` writes them).
+    #[arg(long, env = "STOMPGATE_EXTRA_TRADES_TOPICS", value_delimiter = ',')]
+    pub extra_trades_topics: Vec<String>,
 
     /// Kafka topic of chat events (event-type from the record's `event-type` header).
     #[arg(long, env = "STOMPGATE_CHAT_TOPIC", default_value = "chat")]
@@ -343,6 +349,23 @@ pub struct Config {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "STOMPGATE_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
+
+    /// Bearer token allowed to change the market registry (POST/DELETE /api/markets);
+    /// a JWT with the claim `"admin": true` is accepted too.
+    #[arg(long, env = "STOMPGATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Compacted Kafka topic of the market registry.
+    #[arg(long, env = "STOMPGATE_MARKETS_TOPIC", default_value = "markets")]
+    pub markets_topic: String,
+
+    /// Embedded default only: run the Upbit/Bithumb bridge in-process instead of the demo
+    /// feed (needs internet), following the registry (seeded with --demo-markets).
+    #[arg(long, env = "STOMPGATE_LIVE_FEED", default_value_t = false)]
+    pub live_feed: bool,
+
+    #[command(flatten)]
+    pub exchanges: crate::feed::ExchangeArgs,
 }
 
 /// Parses `key=value`.
@@ -483,6 +506,9 @@ impl Config {
                 "--max-write-bytes {} is too small: at least 1024",
                 self.max_write_bytes
             ));
+        }
+        if self.live_feed && self.kafka_brokers.is_some() {
+            return Err("--live-feed runs the exchange bridge on the embedded default only; with --kafka-brokers run `stompgate feed` as its own process".into());
         }
         if self.max_connections == 0 {
             return Err("--max-connections must be at least 1".into());

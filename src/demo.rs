@@ -1,14 +1,18 @@
 //! The demo market feed of the embedded default: realistic trades for a few KRW markets
 //! (random-walk prices on the exchange's tick grid, sizes, buy/sell), produced to the trades
-//! topic of the bus exactly as an exchange feed would produce them to Kafka.
+//! topic of the bus exactly as an exchange feed would produce them to Kafka. It follows the
+//! in-memory market registry: a market added over `/api/markets` starts trading at once.
 
 use crate::bus::{Bus, OutboundRecord};
+use crate::registry;
 use rand::Rng;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Starting price (KRW) for well-known markets; others start at 10,000.
@@ -66,6 +70,8 @@ struct Market {
     price: f64,
     /// Typical trade value in KRW drives the size distribution.
     notional: f64,
+    /// Exchanges the market is registered on.
+    exchanges: Vec<String>,
 }
 
 /// One trade for `market`, moving its price one random step.
@@ -81,10 +87,10 @@ fn next_trade(market: &mut Market, rng: &mut SmallRng, seq: u64, now_ms: i64) ->
     market.price = (market.price * (step + jump).exp()).max(tick_size(market.price));
     let value = market.notional * (-rng.random_range(0.0001f64..1.0).ln());
     let qty = value / market.price;
-    let exchange = if rng.random_bool(0.6) {
-        "upbit"
-    } else {
-        "bithumb"
+    let exchange = match market.exchanges.as_slice() {
+        [one] => one.as_str(),
+        _ if rng.random_bool(0.6) => "upbit",
+        _ => "bithumb",
     };
     let trade = Trade {
         market: &market.id,
@@ -98,48 +104,81 @@ fn next_trade(market: &mut Market, rng: &mut SmallRng, seq: u64, now_ms: i64) ->
     serde_json::to_vec(&trade).expect("trade serializes")
 }
 
-/// Runs the feed until shutdown: `rate` trades per second per market.
+/// The demo markets for a registry list: one per symbol, on the exchanges it is registered
+/// on; a market already trading keeps its price.
+fn follow(state: Vec<Market>, registered: &BTreeSet<registry::Market>) -> Vec<Market> {
+    let mut next: Vec<Market> = Vec::new();
+    for m in registered {
+        match next.iter_mut().find(|n| n.id == m.symbol) {
+            Some(n) => n.exchanges.push(m.exchange.clone()),
+            None => next.push(Market {
+                price: state
+                    .iter()
+                    .find(|s| s.id == m.symbol)
+                    .map_or_else(|| start_price(&m.symbol), |s| s.price),
+                id: m.symbol.clone(),
+                notional: 300_000.0,
+                exchanges: vec![m.exchange.clone()],
+            }),
+        }
+    }
+    next
+}
+
+/// Runs the feed until shutdown: `rate` trades per second per registered market.
 pub async fn run(
     bus: Arc<dyn Bus>,
     topic: String,
-    markets: Vec<String>,
+    mut markets: watch::Receiver<BTreeSet<registry::Market>>,
     rate: f64,
     shutdown: CancellationToken,
 ) {
-    if rate <= 0.0 || markets.is_empty() {
+    if rate <= 0.0 {
         return;
     }
     let mut rng = SmallRng::from_rng(&mut rand::rng());
-    let mut state: Vec<Market> = markets
-        .iter()
-        .map(|m| Market {
-            id: m.clone(),
-            price: start_price(m),
-            notional: 300_000.0,
-        })
-        .collect();
-    let total = rate * state.len() as f64;
-    let period = Duration::from_secs_f64(1.0 / total);
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tracing::info!(markets = ?markets, rate, "demo market feed started");
+    let mut state: Vec<Market> = Vec::new();
     let mut seq = 0u64;
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        seq += 1;
-        let i = rng.random_range(0..state.len());
-        let value = next_trade(&mut state[i], &mut rng, seq, crate::clock::now_ms());
-        let record = OutboundRecord {
-            topic: topic.clone(),
-            key: state[i].id.clone(),
-            headers: Vec::new(),
-            value: value.into(),
-        };
-        if let Err(error) = bus.send(record).await {
-            tracing::warn!(%error, "demo trade not published");
+        state = follow(state, &markets.borrow_and_update());
+        tracing::info!(markets = ?state.iter().map(|m| &m.id).collect::<Vec<_>>(), rate, "demo market feed");
+        let mut ticker = (!state.is_empty()).then(|| {
+            let period = Duration::from_secs_f64(1.0 / (rate * state.len() as f64));
+            let mut t = tokio::time::interval(period);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        loop {
+            let tick = async {
+                match ticker.as_mut() {
+                    Some(t) => {
+                        t.tick().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = markets.changed() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    break;
+                }
+                _ = tick => {}
+            }
+            seq += 1;
+            let i = rng.random_range(0..state.len());
+            let value = next_trade(&mut state[i], &mut rng, seq, crate::clock::now_ms());
+            let record = OutboundRecord {
+                topic: topic.clone(),
+                key: state[i].id.clone(),
+                headers: Vec::new(),
+                value: value.into(),
+            };
+            if let Err(error) = bus.send(record).await {
+                tracing::warn!(%error, "demo trade not published");
+            }
         }
     }
 }
@@ -147,6 +186,37 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn follows_the_registry() {
+        let reg = |list: &[(&str, &str)]| -> BTreeSet<registry::Market> {
+            list.iter()
+                .map(|(e, s)| registry::Market::new(e, s).unwrap())
+                .collect()
+        };
+        let state = follow(
+            Vec::new(),
+            &reg(&[("upbit", "KRW-BTC"), ("bithumb", "KRW-BTC")]),
+        );
+        assert_eq!(state.len(), 1);
+        assert_eq!(state[0].exchanges, ["bithumb", "upbit"]);
+        let mut state = state;
+        state[0].price = 1.0;
+        let state = follow(state, &reg(&[("upbit", "KRW-BTC"), ("upbit", "KRW-SOL")]));
+        assert_eq!(state.len(), 2);
+        assert_eq!(
+            state[0].price, 1.0,
+            "a market already trading keeps its price"
+        );
+        assert_eq!(state[1].price, start_price("KRW-SOL"));
+        let mut rng = SmallRng::seed_from_u64(2);
+        let mut sol = follow(Vec::new(), &reg(&[("upbit", "KRW-SOL")])).remove(0);
+        for seq in 0..50 {
+            let v: serde_json::Value =
+                serde_json::from_slice(&next_trade(&mut sol, &mut rng, seq, 5)).unwrap();
+            assert_eq!(v["exchange"], "upbit", "only where it is registered");
+        }
+    }
 
     #[test]
     fn prices_sit_on_the_tick_grid() {
@@ -163,6 +233,7 @@ mod tests {
             id: "KRW-BTC".into(),
             price: start_price("KRW-BTC"),
             notional: 300_000.0,
+            exchanges: vec!["upbit".into(), "bithumb".into()],
         };
         for seq in 0..1000 {
             let v: serde_json::Value =

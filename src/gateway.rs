@@ -28,6 +28,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// Who may open a connection (address, origin, rate, connection limits).
     pub admission: Arc<Admission>,
+    /// The markets the feed follows (`/api/markets`).
+    pub registry: Arc<crate::registry::Registry>,
     /// Session tasks, awaited on shutdown.
     pub sessions: TaskTracker,
     draining: AtomicBool,
@@ -42,7 +44,8 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         let hub = Arc::new(Hub::new(metrics.clone(), config.history()));
         let chat = Arc::new(Chat::new(&config.chat_topic));
-        let router = Router::defaults(&config.trades_topic, &config.chat_topic);
+        let router = Router::defaults(&config.trades_topic, &config.chat_topic)
+            .with_trade_topics(&config.extra_trades_topics);
         let topics = router.topics();
         let ingest = Arc::new(Ingest {
             router,
@@ -86,11 +89,21 @@ impl Gateway {
             ),
             None => Arc::new(LocalBus::new(sink)),
         };
-        if config.kafka_brokers.is_none() {
+        let registry = crate::registry::for_gateway(
+            config.kafka_brokers.as_deref(),
+            &config.markets_topic,
+            &config.kafka_config,
+            &config.demo_markets,
+            &shutdown,
+        )?;
+        if config.kafka_brokers.is_none() && config.live_feed {
+            let (exchanges, topic) = (&config.exchanges, &config.trades_topic);
+            crate::feed::spawn_live(exchanges, topic, &registry, bus.clone(), &shutdown);
+        } else if config.kafka_brokers.is_none() {
             tokio::spawn(crate::demo::run(
                 bus.clone(),
                 config.trades_topic.clone(),
-                config.demo_markets.clone(),
+                registry.subscribe(),
                 config.demo_rate,
                 shutdown.clone(),
             ));
@@ -116,6 +129,7 @@ impl Gateway {
             hub,
             bus,
             metrics,
+            registry,
             sessions: TaskTracker::new(),
             draining: AtomicBool::new(false),
             started: Instant::now(),

@@ -30,7 +30,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     let router = Router::new()
         .route("/ws", get(websocket))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz));
+        .route("/readyz", get(readyz))
+        .merge(crate::markets_api::routes());
     let router = if gw.config.internal_port.is_none() {
         operator_routes(router)
     } else {

@@ -30,11 +30,15 @@
 //! - [`route`]: Kafka records to destinations.
 //! - [`chat`]: chat records built by the gateway, and who owns which message.
 //! - [`demo`]: the synthetic market feed of the embedded default.
+//! - [`feed`]: `stompgate feed`, the Upbit/Bithumb bridge to Kafka (also `--live-feed`).
+//! - [`registry`]: the market registry (compacted Kafka topic, or memory).
 //!
 //! Process:
 //! - [`http`]: the axum router: `/ws`, health, readiness, metrics, stats, dashboard.
 //! - [`server`]: listeners (HTTP with its timeouts, raw TCP, the internal port) and graceful
 //!   shutdown.
+//! - [`markets_api`]: `/api/markets`, the registry over REST.
+//! - [`registry`]: the markets the feed follows.
 //! - [`gateway`]: the wiring of all of the above.
 //! - [`memory`]: freed heap handed back to the OS.
 //! - [`config`], [`metrics`], [`disconnect`], [`clock`]: as named.
@@ -48,12 +52,15 @@ pub mod config;
 pub mod demo;
 pub mod destination;
 pub mod disconnect;
+pub mod feed;
 pub mod gateway;
 pub mod http;
 pub mod hub;
 pub mod ingest;
+pub mod markets_api;
 pub mod memory;
 pub mod metrics;
+pub mod registry;
 pub mod route;
 pub mod server;
 pub mod session;

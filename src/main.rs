@@ -1,5 +1,5 @@
 //! The `stompgate` binary: parse configuration, start the server, shut down gracefully on
-//! SIGTERM or Ctrl-C.
+//! SIGTERM or Ctrl-C. `stompgate feed ...` runs the exchange bridge instead (src/feed/).
 
 use stompgate::config::Config;
 use stompgate::server::Server;
@@ -9,6 +9,9 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "feed") {
+        return feed().await;
+    }
     let config = match Config::load(std::env::args_os()) {
         Ok(c) => c,
         Err(e) => {
@@ -16,19 +19,7 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    if config.log_json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .init();
-    } else {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .init();
-    }
+    init_logs(config.log_json);
     let server = match Server::start(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -50,6 +41,48 @@ async fn main() {
     }
     wait_for_signal().await;
     server.shutdown().await;
+}
+
+/// `stompgate feed ...`: the exchange bridge (see `stompgate feed --help`).
+async fn feed() {
+    let args = std::env::args_os()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, a)| a);
+    let config = match stompgate::feed::FeedConfig::load(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("stompgate feed: {e}");
+            std::process::exit(2);
+        }
+    };
+    init_logs(config.log_json());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        stop.cancel();
+    });
+    if let Err(e) = stompgate::feed::run(config, shutdown).await {
+        eprintln!("stompgate feed: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn init_logs(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
 }
 
 async fn wait_for_signal() {

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     /// Inbound records skipped, by reason.
     pub records_skipped: IntCounterVec,
+    /// HTTP API requests refused, by reason.
+    pub api_refusals: IntCounterVec,
     /// Client SENDs handed to the bus, by result (`ok`, `error`, `timeout`, `rejected`).
     pub sends: IntCounterVec,
     /// Kafka consumer lag summed over assigned partitions.
@@ -136,6 +138,11 @@ impl Metrics {
             records_skipped: counter_vec(
                 "records_skipped_total",
                 "Inbound records skipped, by reason",
+                "reason",
+            ),
+            api_refusals: counter_vec(
+                "api_refusals_total",
+                "HTTP API requests refused, by reason",
                 "reason",
             ),
             sends: counter_vec(

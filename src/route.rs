@@ -94,6 +94,22 @@ impl Router {
         )
     }
 
+    /// Adds a trades route (event type `trade`, `/topic/market/{key}`, conflatable) per
+    /// topic, e.g. one topic per exchange (`topic-upbit`, `topic-bithumb`).
+    pub fn with_trade_topics(mut self, topics: &[String]) -> Router {
+        for topic in topics.iter().filter(|t| !t.is_empty()) {
+            if self.routes.iter().all(|r| &r.topic != topic) {
+                self.routes.push(Route {
+                    topic: topic.clone(),
+                    destination: format!("{MARKET_PREFIX}{{key}}"),
+                    event_type: EventType::Fixed("trade".into()),
+                    conflatable: true,
+                });
+            }
+        }
+        self
+    }
+
     pub fn topics(&self) -> Vec<String> {
         let mut t: Vec<String> = self.routes.iter().map(|r| r.topic.clone()).collect();
         t.dedup();
@@ -194,6 +210,22 @@ mod tests {
             value: Bytes::from(value.to_string()),
             timestamp_ms: 1_700_000_000_000,
         }
+    }
+
+    #[test]
+    fn per_exchange_trade_topics() {
+        let r = Router::defaults("trades", "chat").with_trade_topics(&[
+            "topic-upbit".into(),
+            "trades".into(),
+            "".into(),
+        ]);
+        assert_eq!(r.topics(), ["trades", "chat", "topic-upbit"]);
+        let p = r
+            .publication(&rec("topic-upbit", Some("KRW-BTC"), "{}"))
+            .unwrap();
+        assert_eq!(&*p.destination, "/topic/market/KRW-BTC");
+        assert_eq!(p.event_type, "trade");
+        assert!(p.conflatable);
     }
 
     #[test]
