@@ -1,6 +1,7 @@
 // End-to-end test of the dashboard: starts the real gateway with the demo feed, drives the page
 // in headless Chromium (Debian's /usr/bin/chromium through playwright-core) and checks the board,
-// the chart, chat between two browsers (send, edit, delete) and reconnection after a restart.
+// the chart, the Markets panel (registry, spread between exchanges, add and remove), chat
+// between two browsers (send, edit, delete) and reconnection after a restart.
 //
 //   node --test e2e/
 //
@@ -25,11 +26,12 @@ const CHROMIUM_ARGS = [
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
 const MARKET = 'KRW-BTC';
+const ADMIN = 'e2e-admin-token';   // the gateway's --admin-token, for the Markets panel
 
 // ------------------------------------------------------------------ gateway process
 
 class Gateway {
-  constructor(port, extra = ['--demo-rate', '20']) { this.port = port; this.extra = extra; this.proc = null; this.log = []; }
+  constructor(port, extra = ['--demo-rate', '20', '--admin-token', ADMIN]) { this.port = port; this.extra = extra; this.proc = null; this.log = []; }
 
   start(timeoutMs = 30000) {
     this.startedAt = Date.now();
@@ -343,6 +345,63 @@ test('board shows trades for every demo market within seconds', { timeout: 30000
   await alice.keyboard.press('ArrowUp');
   assert.equal(await alice.textContent('#market-title'), 'KRW-BTC');
   assert.equal(await alice.getAttribute('.board-row[data-market="KRW-BTC"]', 'aria-pressed'), 'true');
+});
+
+// "1,234.5" / "+7,000" / "-0.033%" -> the number
+const num = (s) => Number(String(s).replace(/[,+%\s]/g, ''));
+
+test('the Markets panel lists the registry, shows the spread between exchanges, adds and removes', { timeout: 45000 }, async () => {
+  const page = await newPage(DESKTOP, 'dave');
+  await page.goto(`${gw.url}#${MARKET}`);
+  const registry = await (await fetch(`${gw.url}api/markets`)).json();
+  assert.ok(registry.length >= 2, `the demo registers markets (${JSON.stringify(registry)})`);
+  // every registered (exchange, symbol) is listed under its coin
+  await eventually('the registry listed', async () => {
+    const shown = await page.$$eval('.reg-row', (rows) => rows.flatMap((r) =>
+      [...r.querySelectorAll('.reg-ex')].map((c) => `${c.dataset.exchange}:${r.dataset.symbol}`)));
+    return registry.every((m) => shown.includes(`${m.exchange}:${m.symbol}`)) && shown.length === registry.length;
+  }, 10000);
+  assert.ok(registry.some((m) => m.exchange === 'upbit' && m.symbol === MARKET)
+    && registry.some((m) => m.exchange === 'bithumb' && m.symbol === MARKET), 'the demo has KRW-BTC on both exchanges');
+
+  // the demo feed trades KRW-BTC on both: last prices side by side and the spread between them
+  const row = `.reg-row[data-symbol="${MARKET}"]`;
+  const cells = await eventually('both prices and a spread', async () => {
+    const c = await page.$eval(row, (r) => ({
+      upbit: r.querySelector('.sp-cell[data-exchange="upbit"] .sp-px')?.textContent,
+      bithumb: r.querySelector('.sp-cell[data-exchange="bithumb"] .sp-px')?.textContent,
+      abs: r.querySelector('.sp-abs')?.textContent,
+      pct: r.querySelector('.sp-pct')?.textContent,
+    }));
+    return c.upbit !== '—' && c.bithumb !== '—' && c.abs !== '—' && c.pct ? c : false;
+  }, 15000);
+  const [a, b] = [num(cells.upbit), num(cells.bithumb)];
+  assert.ok(a > 0 && b > 0, `prices are numbers: ${JSON.stringify(cells)}`);
+  assert.equal(num(cells.abs), a - b, `absolute spread is upbit - bithumb: ${JSON.stringify(cells)}`);
+  assert.match(cells.pct, /^[+-]?\d+\.\d{3}%$/);
+  assert.ok(Math.abs(num(cells.pct) - ((a - b) / b) * 100) < 0.001, `spread in % of bithumb: ${JSON.stringify(cells)}`);
+
+  // add: the panel asks for the admin token, then the market is registered (and trades)
+  await page.selectOption('#reg-exchange', 'upbit');
+  await page.fill('#reg-symbol', 'KRW-SOL');
+  await page.click('#reg-form button[type="submit"]');
+  await page.locator('#admin-dialog').waitFor({ state: 'visible', timeout: 5000 });
+  await page.fill('#admin-token', ADMIN);
+  await page.click('#admin-dialog button[value="ok"]');
+  await page.locator('.reg-row[data-symbol="KRW-SOL"] .reg-ex[data-exchange="upbit"]').waitFor({ timeout: 10000 });
+  assert.match(await page.textContent('#reg-note'), /Added KRW-SOL on upbit/);
+  const after = await (await fetch(`${gw.url}api/markets`)).json();
+  assert.ok(after.some((m) => m.exchange === 'upbit' && m.symbol === 'KRW-SOL'), 'the gateway has it');
+  await eventually('the new market trades on the board', async () => (await tradeCount(page, 'KRW-SOL')) > 0, 10000);
+
+  // remove: the token is kept for the tab, so no second prompt
+  await page.click('.reg-row[data-symbol="KRW-SOL"] .reg-remove');
+  await eventually('KRW-SOL gone from the panel', async () => (await page.locator('.reg-row[data-symbol="KRW-SOL"]').count()) === 0, 10000);
+  assert.equal(await page.locator('#admin-dialog').isVisible(), false);
+  assert.match(await page.textContent('#reg-note'), /Removed KRW-SOL on upbit/);
+  const gone = await (await fetch(`${gw.url}api/markets`)).json();
+  assert.ok(!gone.some((m) => m.symbol === 'KRW-SOL'), `the gateway dropped it: ${JSON.stringify(gone)}`);
+  await page.context().close();
 });
 
 test('the price chart draws and the trade tape scrolls', { timeout: 40000 }, async () => {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of stompgate, installing what they need first (skip that with
 # SKIP_INSTALL=1):
-#   1. cargo fmt --check and clippy
+#   1. cargo fmt --check and clippy, then cargo deny (licenses, bans, sources; deny.toml)
 #   2. Rust unit, property and integration tests (real gateway on 127.0.0.1:0)
 #   3. the parser fuzzer, bounded (FUZZ_SECONDS, default 30)
 #   4. @stomp/stompjs in Node against the gateway
@@ -57,6 +57,7 @@ pytest_counts() {
        END { print p + 0, f + 0 }'
 }
 fuzz_counts() { grep -q "without a crash" "$1" && echo "1 0" || echo "0 1"; }
+deny_counts() { grep -q "bans ok, licenses ok, sources ok" "$1" && echo "1 0" || echo "0 1"; }
 bench_counts() { grep -q "smoke: ok" "$1" && echo "1 0" || echo "0 1"; }
 # pytest's counts, or one skipped when no container engine could be started.
 compose_counts() {
@@ -74,6 +75,8 @@ fi
 step "format and lints"
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
+# Advisories are left out: they need the advisory database fetched over the network (deny.toml).
+suite deny deny_counts cargo deny --locked check bans licenses sources
 
 suite rust cargo_counts cargo test --all-targets
 suite fuzz fuzz_counts bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}"

@@ -4,6 +4,7 @@
 // ES modules, no build step (static/js/, layout in docs/dashboard.md); @stomp/stompjs and
 // lightweight-charts are vendored UMD builds loaded before this as classic scripts.
 // This entry wires the modules together: connection events, MESSAGE dispatch, the name form.
+// The Markets panel (markets.js) lists the registry over REST and compares exchanges.
 
 import { el } from './js/dom.js';
 import { state, RECONNECT_BASE_MS, RECONNECT_MAX_MS } from './js/state.js';
@@ -12,6 +13,7 @@ import { initChart } from './js/chart.js';
 import { marketIdOf, marketInUrl, onTrade, select, initMarket, markGap } from './js/market.js';
 import { initFeeds, subscribeAll, feedsLost, marketDestination } from './js/feeds.js';
 import { onChat, renderChat, updateChatForm, failPending, initChat } from './js/chat.js';
+import { initMarkets, noteTrade } from './js/markets.js';
 import { countMessage, noteLatency, pollStats, startStats } from './js/stats.js';
 import {
   client, applyLogin, loginName, saveLoginName, setConn, showReconnecting, stopCountdown,
@@ -74,6 +76,7 @@ function onMessage(msg) {
   const id = marketIdOf(msg.headers.destination, body);
   if (type === 'trade') {
     onTrade(id, body, ts, msg.headers['message-id']);
+    noteTrade(id, body);
     if (!state.selected && id) select(id, false);
   } else if (type.startsWith('chat.')) {
     onChat(type, id, body);
@@ -106,6 +109,7 @@ initBoard({ onSelect: (id) => select(id, true) });
 initChart();
 initMarket();
 initChat();
+initMarkets();
 startStats();
 
 const initial = marketInUrl();

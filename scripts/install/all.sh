@@ -5,7 +5,7 @@
 #   - Chromium, fonts, playwright-core, vendored dashboard libraries (scripts/install/e2e.sh)
 #   - Prometheus, promtool, blackbox exporter  (scripts/install/observability.sh)
 #   - @stomp/stompjs and ws for the Node client tests (tests/node)
-#   - cargo-fuzz for the parser fuzz run
+#   - cargo-fuzz for the parser fuzz run, cargo-deny for the dependency policy (deny.toml)
 # Rust's default build of rdkafka compiles librdkafka from source with the C toolchain,
 # make and zlib headers; they are installed here too.
 set -euo pipefail
@@ -29,5 +29,9 @@ bash scripts/install/observability.sh
 command -v cargo-fuzz >/dev/null 2>&1 || {
   echo "[install] cargo install cargo-fuzz"
   cargo install cargo-fuzz --locked --quiet
+}
+command -v cargo-deny >/dev/null 2>&1 || {
+  echo "[install] cargo install cargo-deny"
+  cargo install cargo-deny --version 0.20.2 --locked --quiet
 }
 echo "[install] done"

@@ -15,6 +15,10 @@ export const el = {
   chart: $('chart'), tape: $('tape'), tapeNote: $('tape-note'),
   chatLog: $('chat-log'), chatForm: $('chat-form'), chatInput: $('chat-input'),
   chatSend: $('chat-send'), chatNote: $('chat-note'),
+  regList: $('reg-list'), regEmpty: $('reg-empty'), regCount: $('reg-count'), regNote: $('reg-note'),
+  regForm: $('reg-form'), regExchange: $('reg-exchange'), regSymbol: $('reg-symbol'),
+  adminDialog: $('admin-dialog'), adminWhy: $('admin-why'), adminInput: $('admin-token'),
+  adminCancel: $('admin-cancel'),
 };
 
 // h('li', { class: 'x', text: 'hi', onclick: fn }, ...children)

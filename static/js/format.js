@@ -28,6 +28,13 @@ export function fmtChange(m) {
   return { text: `${sign}${pct.toFixed(2)}%`, cls };
 }
 
+// Spread of price `a` over price `b` (one coin on two exchanges): absolute and in percent of
+// `b`; null while either is unknown.
+export function spread(a, b) {
+  if (a == null || b == null || !isFinite(a) || !isFinite(b) || b === 0) return null;
+  return { abs: a - b, pct: ((a - b) / b) * 100 };
+}
+
 export function fmtQty(s) {
   if (typeof s !== 'string') s = String(s ?? '');
   return s.includes('.') ? s.replace(/0+$/, '').replace(/\.$/, '') : s;

@@ -54,6 +54,18 @@ test('fmtChange is the percent change since the first trade, with its colour cla
   assert.deepEqual(fmt.fmtChange({ first: 0, last: 5 }), { text: '—', cls: 'flat' });
 });
 
+test('spread is the first price over the second, absolute and in % of the second', () => {
+  assert.deepEqual(fmt.spread(95010000, 95000000), { abs: 10000, pct: (10000 / 95000000) * 100 });
+  const s = fmt.spread(3063, 3064);
+  assert.equal(s.abs, -1);
+  assert.equal(s.pct.toFixed(3), '-0.033');
+  assert.deepEqual(fmt.spread(5, 5), { abs: 0, pct: 0 });
+  assert.equal(fmt.spread(null, 5), null);
+  assert.equal(fmt.spread(5, undefined), null);
+  assert.equal(fmt.spread(5, 0), null);
+  assert.equal(fmt.spread(NaN, 5), null);
+});
+
 test('fmtQty drops trailing zeros of a decimal size only', () => {
   assert.equal(fmt.fmtQty('0.50000'), '0.5');
   assert.equal(fmt.fmtQty('12.000'), '12');
