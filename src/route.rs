@@ -78,7 +78,7 @@ fn placeholder(name: &str, names: &Names<'_>) -> Result<Part, TemplateError> {
         Names::Free if ident(name) => Ok(Part::Var(name.to_string())),
         Names::Free => unknown("a placeholder name is letters, digits, '_' or '-'".into()),
         Names::Of(vars) if vars.iter().any(|v| v == name) => Ok(Part::Var(name.to_string())),
-        Names::Of(vars) if vars.is_empty() => {
+        Names::Of([]) => {
             unknown("the destination pattern has no placeholders".into())
         }
         Names::Of(vars) => unknown(format!(
