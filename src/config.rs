@@ -668,8 +668,7 @@ impl Config {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Router::defaults(&self.trades_topic, &self.chat_topic)
             .with_trade_topics(&self.extra_trades_topics)
-            .with_inbound(inbound)
-            .map_err(|e| format!("[[routes.inbound]] {e}"))?
+            .with_inbound(inbound)?
             .with_send(send))
     }
 
