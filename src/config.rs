@@ -817,6 +817,19 @@ allow = "any"
     }
 
     #[test]
+    fn the_example_routes_load() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/routes.toml");
+        let c = Config::load(["stompgate", "--config", path]).unwrap();
+        let r = c.router().unwrap();
+        assert_eq!(
+            r.topics(),
+            ["trades", "chat", "topic-upbit", "topic-bithumb", "fills"]
+        );
+        assert!(r.check_subscribe("/topic/fills/upbit/*").is_ok());
+        assert!(r.send_route("/app/order/KRW-BTC").is_some());
+    }
+
+    #[test]
     fn bad_routes_name_the_route_and_the_placeholder() {
         let router_err = |text: &str| {
             let f = file(text);
