@@ -475,6 +475,14 @@ impl Router {
     /// Adds inbound routes from the configuration: one for a topic that already has a
     /// route replaces it.
     pub fn with_inbound(self, routes: Vec<Route>) -> Result<Router, String> {
+        for (i, r) in routes.iter().enumerate() {
+            if routes[..i].iter().any(|o| o.topic == r.topic) {
+                return Err(format!(
+                    "inbound route of topic '{}': the topic has two inbound routes; a topic feeds one destination template",
+                    r.topic
+                ));
+            }
+        }
         let mut all: Vec<Route> = self
             .routes
             .into_iter()
@@ -499,6 +507,11 @@ impl Router {
         destination: &str,
     ) -> Result<(), crate::destination::DestinationError> {
         check_subscribe(destination, &self.shapes)
+    }
+
+    /// The configured SEND patterns, for a refusal's hint (empty when there are none).
+    pub fn send_patterns(&self) -> Vec<&str> {
+        self.send.iter().map(|r| r.destination.as_str()).collect()
     }
 
     /// The configured SEND route for `destination`, if any (else chat handles it).
@@ -892,6 +905,16 @@ mod tests {
             ])
             .unwrap();
         assert_eq!(r.topics(), ["chat", "topic-upbit", "trades"]);
+        let twice = Router::defaults("trades", "chat").with_inbound(vec![
+            Route {
+                topic: "t".into(),
+                destination: "/topic/a/{key}".into(),
+                event_type: EventType::Fixed("trade".into()),
+                conflatable: true,
+            };
+            2
+        ]);
+        assert!(twice.unwrap_err().contains("two inbound routes"));
         let p = r
             .publication(&rec("trades", Some("KRW-BTC"), r#"{"exchange":"upbit"}"#))
             .unwrap();

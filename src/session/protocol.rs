@@ -394,7 +394,12 @@ impl Protocol {
                     now_ms(),
                 )
                 .map_err(|e| {
-                    self.protocol_error(cx, e.label(), e.summary(), &e.to_string(), Some(&frame))
+                    let mut detail = e.to_string();
+                    let patterns = cx.ingest.router.send_patterns();
+                    if e.label() == "bad_destination" && !patterns.is_empty() {
+                        detail.push_str(&format!(", or to {}", patterns.join(", ")));
+                    }
+                    self.protocol_error(cx, e.label(), e.summary(), &detail, Some(&frame))
                 })?,
         };
         let record = with_traceparent(record, &frame);

@@ -266,6 +266,14 @@ def test_send_route_produces_to_its_topic_with_the_templated_key(kafka, run_gate
     assert recs[-1].key() == f"{sym}:buy".encode(), recs[-1].key()
     assert dict(recs[-1].headers())["user"] == b"trader"
 
+    # A SEND to no route says where SENDs may go, configured routes included.
+    lost = clients(TokenClient(gw.port, "lost", jwt({"send": ["/app/**"]})))
+    lost.send("/app/nowhere/x", "{}", {"receipt": "r-7"})
+    lost._wait(lambda: lost.errors, 10, "an ERROR")
+    h, body = lost.errors[0]
+    assert h["message"] == "unknown destination", h
+    assert "/app/market/<market-id>/chat" in body and "/app/order/{market}" in body, body
+
     # Chat SENDs keep today's path (--default-send permits them to a token holder).
     trader.send(f"/app/market/{sym}/chat", '{"text":"hi"}', {"receipt": "r-6"})
     trader.wait_receipt("r-6", 15)
