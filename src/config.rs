@@ -366,6 +366,59 @@ pub struct Config {
 
     #[command(flatten)]
     pub exchanges: crate::feed::ExchangeArgs,
+
+    /// The `[routes]` table of the `--config` file (no flag): inbound and SEND routes.
+    #[arg(skip)]
+    pub routes: RoutesConfig,
+}
+
+/// The `[routes]` table of the config file. Without it the routes are the record
+/// contract's: --trades-topic and --chat-topic to `/topic/market/{key}`, chat SENDs to
+/// `/app/market/{market}/chat`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutesConfig {
+    /// `[[routes.inbound]]`: added to the defaults; one for a default topic replaces it.
+    #[serde(default)]
+    pub inbound: Vec<InboundRouteConfig>,
+    /// `[[routes.send]]`: checked before the chat destinations.
+    #[serde(default)]
+    pub send: Vec<SendRouteConfig>,
+}
+
+/// `[[routes.inbound]]`: records of `topic` become MESSAGEs on `destination`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct InboundRouteConfig {
+    pub topic: String,
+    /// Template: `{key}` (record key) and `{json.<field>}`, each a whole path segment.
+    pub destination: String,
+    /// Event type of every MESSAGE (`trade` when absent); with `event-type-from-header`
+    /// the record's `event-type` header wins and this is the default.
+    #[serde(default)]
+    pub event_type: Option<String>,
+    #[serde(default)]
+    pub event_type_from_header: bool,
+    /// Whether a slow client may skip older MESSAGEs of this route.
+    #[serde(default)]
+    pub conflatable: bool,
+}
+
+/// `[[routes.send]]`: a SEND to `destination` (a pattern) is produced to `topic`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SendRouteConfig {
+    /// Pattern under /app/, e.g. `/app/order/{market}`.
+    pub destination: String,
+    pub topic: String,
+    /// Record key template of the pattern's placeholders, e.g. `{market}`.
+    pub key: String,
+    /// Event types a SEND may carry in its `event-type` header; the first is the default.
+    pub event_types: Vec<String>,
+    /// Who may send: `any`, `authenticated` or `permission` (the default: the token's
+    /// `send` claim or --default-send must match, as for chat).
+    #[serde(default)]
+    pub allow: Option<String>,
 }
 
 /// Parses `key=value`.
@@ -403,9 +456,15 @@ impl Config {
         if let Some(path) = config.config.clone() {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| format!("--config {}: cannot read it: {e}", path.display()))?;
-            let table: toml::Table = text
+            let mut table: toml::Table = text
                 .parse()
                 .map_err(|e| format!("--config {}: not valid TOML: {e}", path.display()))?;
+            let routes: RoutesConfig = match table.remove("routes") {
+                Some(value) => value
+                    .try_into()
+                    .map_err(|e| format!("--config {}: [routes]: {e}", path.display()))?,
+                None => RoutesConfig::default(),
+            };
             let mut merged = args.clone();
             for (key, value) in table {
                 let arg = command
@@ -442,6 +501,7 @@ impl Config {
                 .try_get_matches_from(&merged)
                 .map_err(|e| format!("--config {}: {}", path.display(), e.render()))?;
             config = Config::from_arg_matches(&matches).map_err(|e| e.to_string())?;
+            config.routes = routes;
         }
         Ok(config)
     }
@@ -548,6 +608,68 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The routing table: the defaults (trades, chat, --extra-trades-topics) and the
+    /// `[routes]` of the config file. A bad template is an error naming the route.
+    pub fn router(&self) -> Result<crate::route::Router, String> {
+        use crate::route::{EventType, Route, Router, SendRoute, Senders};
+        let inbound = self
+            .routes
+            .inbound
+            .iter()
+            .map(|r| {
+                let event_type = r.event_type.clone().unwrap_or_else(|| "trade".into());
+                if event_type.is_empty() || event_type.len() > 64 {
+                    return Err(format!(
+                        "[[routes.inbound]] of topic '{}': event-type must be 1 to 64 characters",
+                        r.topic
+                    ));
+                }
+                if r.topic.is_empty() {
+                    return Err("[[routes.inbound]]: topic is empty".to_string());
+                }
+                Ok(Route {
+                    topic: r.topic.clone(),
+                    destination: r.destination.clone(),
+                    event_type: if r.event_type_from_header {
+                        EventType::Header {
+                            default: event_type,
+                        }
+                    } else {
+                        EventType::Fixed(event_type)
+                    },
+                    conflatable: r.conflatable,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let auth_on = self.jwt_secret.is_some() || self.jwt_public_key.is_some();
+        let send = self
+            .routes
+            .send
+            .iter()
+            .map(|r| {
+                let allow = r.allow.as_deref().unwrap_or("permission");
+                let senders = Senders::parse(allow).ok_or_else(|| {
+                    format!(
+                        "[[routes.send]] '{}': allow = '{allow}' is not one of any, authenticated, permission",
+                        r.destination
+                    )
+                })?;
+                if senders == Senders::Authenticated && !auth_on {
+                    return Err(format!(
+                        "[[routes.send]] '{}': allow = 'authenticated' needs authentication on (--jwt-secret or --jwt-public-key)",
+                        r.destination
+                    ));
+                }
+                SendRoute::new(&r.destination, &r.topic, &r.key, r.event_types.clone(), senders)
+                    .map_err(|e| format!("[[routes.send]] {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Router::defaults(&self.trades_topic, &self.chat_topic)
+            .with_trade_topics(&self.extra_trades_topics)
+            .with_inbound(inbound)?
+            .with_send(send))
     }
 
     /// Admission limits (who may connect, how many, how fast).
@@ -662,5 +784,78 @@ mod tests {
         assert_eq!(c.kafka_producer_config, [("linger.ms".into(), "0".into())]);
         let e = Config::load(["stompgate", "--config", "/nonexistent.toml"]).unwrap_err();
         assert!(e.contains("cannot read"), "{e}");
+    }
+
+    #[test]
+    fn routes_come_from_the_config_file() {
+        let f = file(
+            r#"
+kafka-brokers = "k:9092"
+[[routes.inbound]]
+topic = "topic-upbit"
+destination = "/topic/market/{key}"
+conflatable = true
+
+[[routes.send]]
+destination = "/app/order/{market}"
+topic = "orders"
+key = "{market}"
+event-types = ["order.new"]
+allow = "any"
+"#,
+        );
+        let c = Config::load(["stompgate", &f.arg()]).unwrap();
+        assert_eq!(c.kafka_brokers.as_deref(), Some("k:9092"));
+        let r = c.router().unwrap();
+        assert_eq!(r.topics(), ["trades", "chat", "topic-upbit"]);
+        let send = r.send_route("/app/order/KRW-BTC").unwrap();
+        assert_eq!(send.topic, "orders");
+        // Without a [routes] table the routes are today's.
+        let r = Config::load(["stompgate"]).unwrap().router().unwrap();
+        assert_eq!(r.topics(), ["trades", "chat"]);
+        assert!(r.send_route("/app/market/KRW-BTC/chat").is_none());
+    }
+
+    #[test]
+    fn the_example_routes_load() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/routes.toml");
+        let c = Config::load(["stompgate", "--config", path]).unwrap();
+        let r = c.router().unwrap();
+        assert_eq!(
+            r.topics(),
+            ["trades", "chat", "topic-upbit", "topic-bithumb", "fills"]
+        );
+        assert!(r.check_subscribe("/topic/fills/upbit/*").is_ok());
+        assert!(r.send_route("/app/order/KRW-BTC").is_some());
+    }
+
+    #[test]
+    fn bad_routes_name_the_route_and_the_placeholder() {
+        let router_err = |text: &str| {
+            let f = file(text);
+            match Config::load(["stompgate", &f.arg()]) {
+                Ok(c) => c.router().unwrap_err(),
+                Err(e) => e,
+            }
+        };
+        let e =
+            router_err("[[routes.inbound]]\ntopic = \"t\"\ndestination = \"/topic/market/{id}\"\n");
+        assert!(
+            e.contains("topic 't'") && e.contains("unknown placeholder '{id}'"),
+            "{e}"
+        );
+        let e = router_err(
+            "[[routes.send]]\ndestination = \"/app/order/{market}\"\ntopic = \"orders\"\nkey = \"{mkt}\"\nevent-types = [\"o\"]\n",
+        );
+        assert!(
+            e.contains("'/app/order/{market}'") && e.contains("unknown placeholder '{mkt}'"),
+            "{e}"
+        );
+        let e = router_err(
+            "[[routes.send]]\ndestination = \"/app/o/{m}\"\ntopic = \"o\"\nkey = \"{m}\"\nevent-types = [\"o\"]\nallow = \"authenticated\"\n",
+        );
+        assert!(e.contains("needs authentication on"), "{e}");
+        let e = router_err("[[routes.inbound]]\ntopic = \"t\"\ndestnation = \"/x\"\n");
+        assert!(e.contains("[routes]") && e.contains("destnation"), "{e}");
     }
 }

@@ -1,5 +1,5 @@
-//! The one destination grammar: which destinations clients may subscribe and send to, and
-//! what a market id is. The hub, the router, chat and the session all ask here instead of
+//! The one destination grammar: which destinations clients may subscribe and send to (the
+//! shapes the routes publish to), and what a market id is. The hub, the router, chat and the session all ask here instead of
 //! matching strings of their own. (Permission patterns in `auth.rs` are a separate language:
 //! they say who may use a destination, not what one is.)
 
@@ -11,10 +11,11 @@ pub const MARKET_PREFIX: &str = "/topic/market/";
 /// Why a destination was refused; the text goes into the client's ERROR frame.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum DestinationError {
-    #[error("unknown destination '{0}': subscribe to /topic/market/<market-id> or /topic/market/*")]
-    UnknownSubscribe(String),
     #[error("unknown destination '{0}': SEND goes to /app/market/<market-id>/chat")]
     UnknownSend(String),
+    /// Not a destination any inbound route publishes to; the second field lists those shapes.
+    #[error("unknown destination '{0}': subscribe to {1}")]
+    NotRouted(String, String),
 }
 
 /// Market ids: 1-64 of letters, digits, `-`, `_`, `.`.
@@ -26,28 +27,68 @@ pub fn valid_market_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// A destination a client may subscribe to: one market, or every market (`*`).
+/// The shape of the destinations one route publishes to: literal segments and holes, each
+/// hole one segment holding an id (`/topic/market/{key}` is `["topic", "market", hole]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SubscribeTarget {
-    /// One destination, matched exactly.
-    Market(String),
-    /// `/topic/market/*`: every market, one path segment.
-    AllMarkets,
-}
+pub struct Shape(Vec<Option<String>>);
 
-impl SubscribeTarget {
-    pub fn parse(destination: &str) -> Result<SubscribeTarget, DestinationError> {
-        match destination.strip_prefix(MARKET_PREFIX) {
-            Some("*") => Ok(SubscribeTarget::AllMarkets),
-            Some(id) if valid_market_id(id) => Ok(SubscribeTarget::Market(id.to_string())),
-            _ => Err(DestinationError::UnknownSubscribe(destination.to_string())),
+impl Shape {
+    /// A shape from its segments after the leading `/` (`None` is a hole).
+    pub fn new(segments: Vec<Option<String>>) -> Shape {
+        Shape(segments)
+    }
+
+    /// Whether a client may subscribe to `destination` under this shape: every hole holds
+    /// an id, or the last hole is `*` (every destination of the shape, one segment).
+    pub fn admits(&self, destination: &str) -> bool {
+        let Some(rest) = destination.strip_prefix('/') else {
+            return false;
+        };
+        let segs: Vec<&str> = rest.split('/').collect();
+        segs.len() == self.0.len()
+            && segs
+                .iter()
+                .zip(&self.0)
+                .enumerate()
+                .all(|(i, (s, p))| match p {
+                    Some(lit) => s == lit,
+                    None => valid_market_id(s) || (*s == "*" && i + 1 == segs.len()),
+                })
+    }
+
+    /// How the shape reads in an error: `/topic/market/<id>` (and `/topic/market/*` when
+    /// the last segment is a hole).
+    pub fn describe(&self) -> String {
+        let path = |last: &str| {
+            let mut out = String::new();
+            for (i, p) in self.0.iter().enumerate() {
+                out.push('/');
+                match p {
+                    Some(lit) => out.push_str(lit),
+                    None if i + 1 == self.0.len() => out.push_str(last),
+                    None => out.push_str("<id>"),
+                }
+            }
+            out
+        };
+        match self.0.last() {
+            Some(None) => format!("{} or {}", path("<id>"), path("*")),
+            _ => path(""),
         }
     }
+}
 
-    /// Whether the target names many destinations (a wildcard).
-    pub fn is_wildcard(&self) -> bool {
-        matches!(self, SubscribeTarget::AllMarkets)
+/// Checks a SUBSCRIBE destination against the shapes the inbound routes publish to.
+pub fn check_subscribe(destination: &str, shapes: &[Shape]) -> Result<(), DestinationError> {
+    if shapes.iter().any(|s| s.admits(destination)) {
+        return Ok(());
     }
+    let mut known: Vec<String> = shapes.iter().map(Shape::describe).collect();
+    known.dedup();
+    Err(DestinationError::NotRouted(
+        destination.to_string(),
+        known.join(", "),
+    ))
 }
 
 /// The prefix of a one-segment wildcard destination (`/topic/market/*` -> `/topic/market/`).
@@ -81,24 +122,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn subscribe_targets() {
-        assert_eq!(
-            SubscribeTarget::parse("/topic/market/KRW-BTC"),
-            Ok(SubscribeTarget::Market("KRW-BTC".into()))
-        );
-        assert_eq!(
-            SubscribeTarget::parse("/topic/market/*"),
-            Ok(SubscribeTarget::AllMarkets)
-        );
+    fn shapes_admit_ids_and_a_trailing_wildcard() {
+        let market = Shape::new(vec![Some("topic".into()), Some("market".into()), None]);
+        assert!(market.admits("/topic/market/KRW-BTC"));
+        assert!(market.admits("/topic/market/*"));
         for bad in [
             "/topic/market/",
-            "/topic/other/X",
-            "/queue/a",
             "/topic/market/a/b",
+            "/topic/other/X",
+            "topic/market/X",
         ] {
-            let err = SubscribeTarget::parse(bad).unwrap_err();
-            assert!(err.to_string().contains(bad), "{err}");
+            assert!(!market.admits(bad), "{bad}");
         }
+        let two = Shape::new(vec![Some("topic".into()), None, Some("book".into())]);
+        assert!(two.admits("/topic/KRW-BTC/book"));
+        assert!(!two.admits("/topic/*/book"));
+        assert_eq!(market.describe(), "/topic/market/<id> or /topic/market/*");
+        let e = check_subscribe("/queue/x", &[market, two]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown destination '/queue/x': subscribe to /topic/market/<id> or /topic/market/*, /topic/<id>/book"
+        );
     }
 
     #[test]

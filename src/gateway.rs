@@ -12,7 +12,6 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
-use crate::route::Router;
 use crate::session::SessionContext;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,8 +43,7 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         let hub = Arc::new(Hub::new(metrics.clone(), config.history()));
         let chat = Arc::new(Chat::new(&config.chat_topic));
-        let router = Router::defaults(&config.trades_topic, &config.chat_topic)
-            .with_trade_topics(&config.extra_trades_topics);
+        let router = config.router()?;
         let topics = router.topics();
         let ingest = Arc::new(Ingest {
             router,

@@ -1,12 +1,394 @@
-//! Inbound routing: a record of a configured topic becomes a `Publication` on a destination
-//! built from a template (`/topic/market/{key}` by default; `{key}` is the record key and
-//! `{json.<field>}` a top-level field of its value).
+//! Routes between topics and destinations, as the configuration gives them.
+//!
+//! Inbound: a record of a configured topic becomes a `Publication` on a destination built
+//! from a template (`/topic/market/{key}` by default; `{key}` is the record key and
+//! `{json.<field>}` a top-level field of its value). Clients may subscribe to any
+//! destination an inbound route publishes to.
+//!
+//! SEND: a client SEND to a destination matching a pattern (`/app/order/{market}`) becomes
+//! a record of the route's topic, keyed by a template of the pattern's placeholders
+//! (`{market}`). Every placeholder is a whole path segment holding an id; templates are
+//! checked at startup, so a bad one stops the gateway with a message naming it.
 
-use crate::bus::InboundRecord;
-use crate::destination::{MARKET_PREFIX, valid_market_id};
+use crate::bus::{InboundRecord, OutboundRecord};
+use crate::destination::{MARKET_PREFIX, Shape, check_subscribe, valid_market_id};
 use crate::hub::publication::{Origin, Publication};
 use bytes::Bytes;
 use thiserror::Error;
+
+/// One piece of a parsed template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// Text copied as is.
+    Literal(String),
+    /// `{key}`: the record key (inbound).
+    Key,
+    /// `{json.<field>}`: a top-level field of the record value (inbound).
+    Json(String),
+    /// `{<name>}`: a segment of a SEND pattern, or its value in a key template.
+    Var(String),
+}
+
+/// Why a template was refused at startup.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TemplateError {
+    #[error("must start with '/'")]
+    NoLeadingSlash,
+    #[error("has an empty path segment ('//' or a trailing '/')")]
+    EmptySegment,
+    #[error("has '{{' without a closing '}}' (a placeholder is written {{name}})")]
+    Unclosed,
+    #[error("has '}}' without an opening '{{'")]
+    StrayClose,
+    #[error("placeholder '{{{0}}}' must be a whole path segment (between '/')")]
+    NotWholeSegment(String),
+    #[error("unknown placeholder '{{{0}}}': {1}")]
+    Unknown(String, String),
+    #[error("placeholder '{{{0}}}' appears twice")]
+    Duplicate(String),
+    #[error("segment '{0}' may hold only letters, digits, '-', '_', '.'")]
+    BadLiteral(String),
+    #[error("is empty")]
+    Empty,
+}
+
+/// What a placeholder may name, for the parser and its messages.
+enum Names<'a> {
+    /// Inbound destinations: `{key}` and `{json.<field>}`.
+    Record,
+    /// SEND patterns: any name of letters, digits, `_`, `-`.
+    Free,
+    /// Key templates: the placeholders of the route's pattern.
+    Of(&'a [String]),
+}
+
+fn placeholder(name: &str, names: &Names<'_>) -> Result<Part, TemplateError> {
+    let ident = |n: &str| {
+        !n.is_empty()
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+    };
+    let unknown = |hint: String| Err(TemplateError::Unknown(name.to_string(), hint));
+    match names {
+        Names::Record if name == "key" => Ok(Part::Key),
+        Names::Record => match name.strip_prefix("json.") {
+            Some(field) if ident(field) => Ok(Part::Json(field.to_string())),
+            _ => unknown("use {key} (the record key) or {json.<field>} (a top-level field of the JSON value)".into()),
+        },
+        Names::Free if ident(name) => Ok(Part::Var(name.to_string())),
+        Names::Free => unknown("a placeholder name is letters, digits, '_' or '-'".into()),
+        Names::Of(vars) if vars.iter().any(|v| v == name) => Ok(Part::Var(name.to_string())),
+        Names::Of([]) => {
+            unknown("the destination pattern has no placeholders".into())
+        }
+        Names::Of(vars) => unknown(format!(
+            "the destination pattern defines {}",
+            vars.iter()
+                .map(|v| format!("{{{v}}}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// Splits text into literals and placeholders.
+fn parts(text: &str, names: &Names<'_>) -> Result<Vec<Part>, TemplateError> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let open = rest.find('{');
+        let close = rest.find('}');
+        match (open, close) {
+            (_, Some(c)) if open.is_none_or(|o| c < o) => return Err(TemplateError::StrayClose),
+            (Some(o), Some(c)) => {
+                if o > 0 {
+                    out.push(Part::Literal(rest[..o].to_string()));
+                }
+                let name = &rest[o + 1..c];
+                if name.contains('{') {
+                    return Err(TemplateError::Unclosed);
+                }
+                out.push(placeholder(name, names)?);
+                rest = &rest[c + 1..];
+            }
+            (Some(_), None) => return Err(TemplateError::Unclosed),
+            (None, _) => {
+                out.push(Part::Literal(rest.to_string()));
+                rest = "";
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A destination template or pattern: `/`-separated segments, each a literal id or one
+/// placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub segments: Vec<Part>,
+}
+
+impl Template {
+    fn parse(text: &str, names: &Names<'_>) -> Result<Template, TemplateError> {
+        let rest = text
+            .strip_prefix('/')
+            .ok_or(TemplateError::NoLeadingSlash)?;
+        let mut segments = Vec::new();
+        for seg in rest.split('/') {
+            if seg.is_empty() {
+                return Err(TemplateError::EmptySegment);
+            }
+            let mut p = parts(seg, names)?;
+            match p.as_slice() {
+                [Part::Literal(l)] if !valid_market_id(l) => {
+                    return Err(TemplateError::BadLiteral(l.clone()));
+                }
+                [_] => segments.push(p.remove(0)),
+                _ => {
+                    let name = p
+                        .iter()
+                        .find_map(|x| match x {
+                            Part::Literal(_) => None,
+                            Part::Key => Some("key".to_string()),
+                            Part::Json(f) => Some(format!("json.{f}")),
+                            Part::Var(v) => Some(v.clone()),
+                        })
+                        .unwrap_or_default();
+                    return Err(TemplateError::NotWholeSegment(name));
+                }
+            }
+        }
+        Ok(Template { segments })
+    }
+
+    /// An inbound destination template (`{key}`, `{json.<field>}`).
+    pub fn inbound(text: &str) -> Result<Template, TemplateError> {
+        Template::parse(text, &Names::Record)
+    }
+
+    /// A SEND destination pattern (`/app/order/{market}`); each name at most once.
+    pub fn send_pattern(text: &str) -> Result<Template, TemplateError> {
+        let t = Template::parse(text, &Names::Free)?;
+        let vars = t.vars();
+        if let Some((_, v)) = vars
+            .iter()
+            .enumerate()
+            .find(|(i, v)| vars[..*i].contains(v))
+        {
+            return Err(TemplateError::Duplicate(v.clone()));
+        }
+        Ok(t)
+    }
+
+    /// The names of the `{name}` placeholders, in order.
+    pub fn vars(&self) -> Vec<String> {
+        self.segments
+            .iter()
+            .filter_map(|p| match p {
+                Part::Var(v) => Some(v.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The destinations this template yields, for subscription checks.
+    pub fn shape(&self) -> Shape {
+        Shape::new(
+            self.segments
+                .iter()
+                .map(|p| match p {
+                    Part::Literal(l) => Some(l.clone()),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    /// The value of each `{name}` if `destination` matches this pattern (ids only).
+    pub fn capture(&self, destination: &str) -> Option<Vec<(&str, String)>> {
+        let segs: Vec<&str> = destination.strip_prefix('/')?.split('/').collect();
+        if segs.len() != self.segments.len() {
+            return None;
+        }
+        let mut vars = Vec::new();
+        for (s, p) in segs.iter().zip(&self.segments) {
+            match p {
+                Part::Literal(l) if l == s => {}
+                Part::Var(name) if valid_market_id(s) => vars.push((name.as_str(), s.to_string())),
+                _ => return None,
+            }
+        }
+        Some(vars)
+    }
+}
+
+/// A record key template of a SEND route: text and `{name}`s of the route's pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTemplate(Vec<Part>);
+
+impl KeyTemplate {
+    pub fn parse(text: &str, vars: &[String]) -> Result<KeyTemplate, TemplateError> {
+        if text.is_empty() {
+            return Err(TemplateError::Empty);
+        }
+        parts(text, &Names::Of(vars)).map(KeyTemplate)
+    }
+
+    fn expand(&self, vars: &[(&str, String)]) -> String {
+        let mut out = String::new();
+        for p in &self.0 {
+            match p {
+                Part::Literal(l) => out.push_str(l),
+                Part::Var(name) => {
+                    if let Some((_, v)) = vars.iter().find(|(n, _)| n == name) {
+                        out.push_str(v);
+                    }
+                }
+                Part::Key | Part::Json(_) => {}
+            }
+        }
+        out
+    }
+}
+
+/// Who may SEND on a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Senders {
+    /// Every connected client.
+    Any,
+    /// Clients that connected with a valid token.
+    Authenticated,
+    /// Clients whose permissions (the token's `send` claim, else `--default-send`) match
+    /// the destination: the same rule as chat.
+    Permission,
+}
+
+impl Senders {
+    pub fn parse(text: &str) -> Option<Senders> {
+        match text {
+            "any" => Some(Senders::Any),
+            "authenticated" => Some(Senders::Authenticated),
+            "permission" => Some(Senders::Permission),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Senders::Any => "any",
+            Senders::Authenticated => "authenticated",
+            Senders::Permission => "permission",
+        }
+    }
+}
+
+/// One SEND route: a SEND to a destination matching `pattern` is produced to `topic`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendRoute {
+    /// The pattern as configured, for messages.
+    pub destination: String,
+    pub pattern: Template,
+    pub topic: String,
+    pub key: KeyTemplate,
+    /// Accepted `event-type` headers; the first is used when the SEND has none.
+    pub event_types: Vec<String>,
+    pub senders: Senders,
+}
+
+impl SendRoute {
+    /// Parses and checks a configured SEND route.
+    pub fn new(
+        destination: &str,
+        topic: &str,
+        key: &str,
+        event_types: Vec<String>,
+        senders: Senders,
+    ) -> Result<SendRoute, String> {
+        let what = format!("SEND route '{destination}'");
+        let pattern = Template::send_pattern(destination)
+            .map_err(|e| format!("{what}: destination '{destination}' {e}"))?;
+        if pattern.segments.first() != Some(&Part::Literal("app".into())) {
+            return Err(format!(
+                "{what}: client SENDs go to destinations under /app/ (e.g. /app/order/{{market}})"
+            ));
+        }
+        if topic.is_empty() {
+            return Err(format!("{what}: topic is empty"));
+        }
+        let key = KeyTemplate::parse(key, &pattern.vars())
+            .map_err(|e| format!("{what}: key '{key}' {e}"))?;
+        if event_types.is_empty() || event_types.iter().any(|e| e.is_empty() || e.len() > 64) {
+            return Err(format!(
+                "{what}: event-types lists the event types a SEND may carry (1 to 64 characters each), e.g. [\"order.new\"]"
+            ));
+        }
+        Ok(SendRoute {
+            destination: destination.to_string(),
+            pattern,
+            topic: topic.to_string(),
+            key,
+            event_types,
+            senders,
+        })
+    }
+
+    /// The record a SEND to `destination` (matched by this route) produces: the body as
+    /// value, the templated key, the `event-type` and the sender as headers.
+    pub fn record(
+        &self,
+        destination: &str,
+        event_type: Option<&str>,
+        body: &[u8],
+        user: &str,
+    ) -> Result<OutboundRecord, SendRefusal> {
+        let vars = self
+            .pattern
+            .capture(destination)
+            .ok_or_else(|| SendRefusal::NoRoute(destination.to_string()))?;
+        let event_type = match event_type {
+            None => self.event_types[0].clone(),
+            Some(e) if self.event_types.iter().any(|a| a == e) => e.to_string(),
+            Some(e) => {
+                return Err(SendRefusal::EventType {
+                    got: e.to_string(),
+                    destination: destination.to_string(),
+                    accepted: self.event_types.join(", "),
+                });
+            }
+        };
+        Ok(OutboundRecord {
+            topic: self.topic.clone(),
+            key: self.key.expand(&vars),
+            headers: vec![
+                ("event-type".into(), event_type),
+                ("user".into(), user.to_string()),
+            ],
+            value: Bytes::copy_from_slice(body),
+        })
+    }
+}
+
+/// Why a SEND on a configured route was refused; the text goes into the ERROR frame.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SendRefusal {
+    #[error("no SEND route matches '{0}'")]
+    NoRoute(String),
+    #[error("event type '{got}' is not accepted on '{destination}': use one of {accepted}")]
+    EventType {
+        got: String,
+        destination: String,
+        accepted: String,
+    },
+}
+
+impl SendRefusal {
+    pub fn label(&self) -> &'static str {
+        match self {
+            SendRefusal::NoRoute(_) => "bad_destination",
+            SendRefusal::EventType { .. } => "bad_event_type",
+        }
+    }
+}
 
 /// Where a route takes the event type of its publications from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,19 +438,87 @@ impl SkipReason {
     }
 }
 
-/// The inbound routing table.
+/// The routing table: inbound routes (topic -> destination) and SEND routes.
 #[derive(Debug, Clone)]
 pub struct Router {
     routes: Vec<Route>,
+    /// What the inbound routes publish to: what clients may subscribe to.
+    shapes: Vec<Shape>,
+    send: Vec<SendRoute>,
     max_value_bytes: usize,
 }
 
 impl Router {
-    pub fn new(routes: Vec<Route>, max_value_bytes: usize) -> Router {
-        Router {
+    /// A table of inbound routes; a bad template is an error naming the route.
+    pub fn new(routes: Vec<Route>, max_value_bytes: usize) -> Result<Router, String> {
+        let shapes = routes
+            .iter()
+            .map(|r| {
+                Template::inbound(&r.destination)
+                    .map(|t| t.shape())
+                    .map_err(|e| {
+                        format!(
+                            "inbound route of topic '{}': destination '{}' {e}",
+                            r.topic, r.destination
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Router {
             routes,
+            shapes,
+            send: Vec::new(),
             max_value_bytes,
+        })
+    }
+
+    /// Adds inbound routes from the configuration: one for a topic that already has a
+    /// route replaces it.
+    pub fn with_inbound(self, routes: Vec<Route>) -> Result<Router, String> {
+        for (i, r) in routes.iter().enumerate() {
+            if routes[..i].iter().any(|o| o.topic == r.topic) {
+                return Err(format!(
+                    "inbound route of topic '{}': the topic has two inbound routes; a topic feeds one destination template",
+                    r.topic
+                ));
+            }
         }
+        let mut all: Vec<Route> = self
+            .routes
+            .into_iter()
+            .filter(|r| routes.iter().all(|n| n.topic != r.topic))
+            .collect();
+        all.extend(routes);
+        let send = self.send;
+        let mut r = Router::new(all, self.max_value_bytes)?;
+        r.send = send;
+        Ok(r)
+    }
+
+    /// Sets the SEND routes (checked by [`SendRoute::new`]); the first match wins.
+    pub fn with_send(mut self, send: Vec<SendRoute>) -> Router {
+        self.send = send;
+        self
+    }
+
+    /// Whether clients may subscribe to `destination`: an inbound route publishes there.
+    pub fn check_subscribe(
+        &self,
+        destination: &str,
+    ) -> Result<(), crate::destination::DestinationError> {
+        check_subscribe(destination, &self.shapes)
+    }
+
+    /// The configured SEND patterns, for a refusal's hint (empty when there are none).
+    pub fn send_patterns(&self) -> Vec<&str> {
+        self.send.iter().map(|r| r.destination.as_str()).collect()
+    }
+
+    /// The configured SEND route for `destination`, if any (else chat handles it).
+    pub fn send_route(&self, destination: &str) -> Option<&SendRoute> {
+        self.send
+            .iter()
+            .find(|r| r.pattern.capture(destination).is_some())
     }
 
     /// The record contract's defaults: trades and chat, both to `/topic/market/{key}`.
@@ -92,6 +542,7 @@ impl Router {
             ],
             1024 * 1024,
         )
+        .expect("the default templates are valid")
     }
 
     /// Adds a trades route (event type `trade`, `/topic/market/{key}`, conflatable) per
@@ -105,6 +556,11 @@ impl Router {
                     event_type: EventType::Fixed("trade".into()),
                     conflatable: true,
                 });
+                self.shapes.push(
+                    Template::inbound(&format!("{MARKET_PREFIX}{{key}}"))
+                        .expect("the default template is valid")
+                        .shape(),
+                );
             }
         }
         self
@@ -282,7 +738,8 @@ mod tests {
                 conflatable: true,
             }],
             1024,
-        );
+        )
+        .unwrap();
         let p = r
             .publication(&rec("ticks", None, r#"{"symbol":"KRW-SOL"}"#))
             .unwrap();
@@ -296,5 +753,183 @@ mod tests {
             r.publication(&rec("ticks", None, &big)).unwrap_err(),
             SkipReason::TooLarge(2000)
         ));
+    }
+
+    #[test]
+    fn inbound_templates_parse_into_segments() {
+        let t = Template::inbound("/topic/market/{key}").unwrap();
+        assert_eq!(
+            t.segments,
+            [
+                Part::Literal("topic".into()),
+                Part::Literal("market".into()),
+                Part::Key
+            ]
+        );
+        let t = Template::inbound("/topic/{json.exchange}/{key}").unwrap();
+        assert_eq!(t.segments[1], Part::Json("exchange".into()));
+        assert!(t.shape().admits("/topic/upbit/KRW-BTC"));
+        assert!(t.shape().admits("/topic/upbit/*"));
+        assert!(!t.shape().admits("/topic/upbit"));
+    }
+
+    #[test]
+    fn bad_templates_say_what_is_wrong() {
+        let err = |t: &str| Template::inbound(t).unwrap_err().to_string();
+        assert_eq!(
+            err("/topic/{nope}"),
+            "unknown placeholder '{nope}': use {key} (the record key) or {json.<field>} (a top-level field of the JSON value)"
+        );
+        assert!(err("/topic/{json.}").contains("'{json.}'"));
+        assert!(err("/topic/{key").contains("without a closing"));
+        assert!(err("/topic/key}").contains("without an opening"));
+        assert!(err("topic/{key}").contains("start with '/'"));
+        assert!(err("/topic//{key}").contains("empty path segment"));
+        assert!(err("/topic/{key}/").contains("empty path segment"));
+        assert!(err("/topic/m-{key}").contains("'{key}' must be a whole path segment"));
+        assert!(err("/topic/a b/{key}").contains("segment 'a b'"));
+        let e = Template::send_pattern("/app/{a}/{a}").unwrap_err();
+        assert_eq!(e, TemplateError::Duplicate("a".into()));
+        let e = Router::new(
+            vec![Route {
+                topic: "t".into(),
+                destination: "/topic/{market}".into(),
+                event_type: EventType::Fixed("trade".into()),
+                conflatable: true,
+            }],
+            1024,
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("inbound route of topic 't': destination '/topic/{market}' unknown placeholder '{market}'"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn key_templates_use_the_pattern_placeholders() {
+        let vars = ["market".to_string(), "side".to_string()];
+        assert!(KeyTemplate::parse("{market}:{side}", &vars).is_ok());
+        let e = KeyTemplate::parse("{user}", &vars).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "unknown placeholder '{user}': the destination pattern defines {market}, {side}"
+        );
+        let e = KeyTemplate::parse("{x}", &[]).unwrap_err().to_string();
+        assert!(e.contains("has no placeholders"), "{e}");
+        assert_eq!(KeyTemplate::parse("", &vars), Err(TemplateError::Empty));
+        let e = SendRoute::new(
+            "/app/order/{market}",
+            "orders",
+            "{id}",
+            vec!["o".into()],
+            Senders::Any,
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with(
+                "SEND route '/app/order/{market}': key '{id}' unknown placeholder '{id}'"
+            ),
+            "{e}"
+        );
+        let e = SendRoute::new(
+            "/topic/x/{m}",
+            "orders",
+            "{m}",
+            vec!["o".into()],
+            Senders::Any,
+        )
+        .unwrap_err();
+        assert!(e.contains("under /app/"), "{e}");
+        let e = SendRoute::new("/app/x/{m}", "orders", "{m}", vec![], Senders::Any).unwrap_err();
+        assert!(e.contains("event-types"), "{e}");
+    }
+
+    #[test]
+    fn send_route_builds_the_record() {
+        let route = SendRoute::new(
+            "/app/order/{market}",
+            "orders",
+            "{market}",
+            vec!["order.new".into(), "order.cancel".into()],
+            Senders::Permission,
+        )
+        .unwrap();
+        let r = Router::defaults("trades", "chat").with_send(vec![route]);
+        assert!(r.send_route("/app/market/KRW-BTC/chat").is_none());
+        assert!(r.send_route("/app/order/bad id").is_none());
+        assert!(r.send_route("/app/order/KRW-BTC/x").is_none());
+        let route = r.send_route("/app/order/KRW-BTC").unwrap();
+        let rec = route
+            .record("/app/order/KRW-BTC", None, br#"{"qty":"1"}"#, "alice")
+            .unwrap();
+        assert_eq!(rec.topic, "orders");
+        assert_eq!(rec.key, "KRW-BTC");
+        assert_eq!(&rec.value[..], br#"{"qty":"1"}"#);
+        assert_eq!(
+            rec.headers,
+            [
+                ("event-type".to_string(), "order.new".to_string()),
+                ("user".to_string(), "alice".to_string())
+            ]
+        );
+        let rec = route
+            .record("/app/order/KRW-BTC", Some("order.cancel"), b"{}", "alice")
+            .unwrap();
+        assert_eq!(rec.headers[0].1, "order.cancel");
+        let e = route
+            .record("/app/order/KRW-BTC", Some("order.steal"), b"{}", "alice")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "event type 'order.steal' is not accepted on '/app/order/KRW-BTC': use one of order.new, order.cancel"
+        );
+    }
+
+    #[test]
+    fn configured_inbound_routes_add_to_and_replace_the_defaults() {
+        let r = Router::defaults("trades", "chat")
+            .with_inbound(vec![
+                Route {
+                    topic: "topic-upbit".into(),
+                    destination: "/topic/market/{key}".into(),
+                    event_type: EventType::Fixed("trade".into()),
+                    conflatable: true,
+                },
+                Route {
+                    topic: "trades".into(),
+                    destination: "/topic/ticks/{json.exchange}/{key}".into(),
+                    event_type: EventType::Fixed("tick".into()),
+                    conflatable: true,
+                },
+            ])
+            .unwrap();
+        assert_eq!(r.topics(), ["chat", "topic-upbit", "trades"]);
+        let twice = Router::defaults("trades", "chat").with_inbound(vec![
+            Route {
+                topic: "t".into(),
+                destination: "/topic/a/{key}".into(),
+                event_type: EventType::Fixed("trade".into()),
+                conflatable: true,
+            };
+            2
+        ]);
+        assert!(twice.unwrap_err().contains("two inbound routes"));
+        let p = r
+            .publication(&rec("trades", Some("KRW-BTC"), r#"{"exchange":"upbit"}"#))
+            .unwrap();
+        assert_eq!(&*p.destination, "/topic/ticks/upbit/KRW-BTC");
+        assert_eq!(p.event_type, "tick");
+        assert!(r.check_subscribe("/topic/ticks/upbit/KRW-BTC").is_ok());
+        assert!(r.check_subscribe("/topic/ticks/upbit/*").is_ok());
+        assert!(r.check_subscribe("/topic/market/KRW-ETH").is_ok());
+        let e = r
+            .check_subscribe("/topic/orders/x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/topic/ticks/<id>/<id> or /topic/ticks/<id>/*"),
+            "{e}"
+        );
     }
 }

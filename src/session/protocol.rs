@@ -13,10 +13,10 @@ use crate::auth::Identity;
 use crate::bus::OutboundRecord;
 use crate::chat::Sender;
 use crate::clock::now_ms;
-use crate::destination::SubscribeTarget;
 use crate::disconnect::Disconnect;
 use crate::hub::Replay;
 use crate::hub::subscription::{AckMode, Subscription};
+use crate::route::Senders;
 use crate::stomp::{Command, Frame, Version};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -356,7 +356,12 @@ impl Protocol {
                 Some(&frame),
             ));
         }
-        self.authorize(cx, destination, false, &frame)?;
+        let route = cx.ingest.router.send_route(destination);
+        match route.map(|r| r.senders) {
+            Some(Senders::Any) => {}
+            Some(Senders::Authenticated) => self.require_token(cx, destination, &frame)?,
+            Some(Senders::Permission) | None => self.authorize(cx, destination, false, &frame)?,
+        }
         if let Some(tx) = frame.header("transaction") {
             // Refused before the record is built: an unknown transaction is the error.
             self.transactions
@@ -367,18 +372,36 @@ impl Protocol {
             user: &self.user,
             owner: &self.owner,
         };
-        let record = cx
-            .chat
-            .record_for_send(
-                destination,
-                frame.header("event-type"),
-                &frame.body,
-                sender,
-                now_ms(),
-            )
-            .map_err(|e| {
-                self.protocol_error(cx, e.label(), e.summary(), &e.to_string(), Some(&frame))
-            })?;
+        let record = match route {
+            // A configured SEND route: the body goes to its topic as is.
+            Some(route) => route
+                .record(
+                    destination,
+                    frame.header("event-type"),
+                    &frame.body,
+                    &self.user,
+                )
+                .map_err(|e| {
+                    self.protocol_error(cx, e.label(), "send refused", &e.to_string(), Some(&frame))
+                })?,
+            None => cx
+                .chat
+                .record_for_send(
+                    destination,
+                    frame.header("event-type"),
+                    &frame.body,
+                    sender,
+                    now_ms(),
+                )
+                .map_err(|e| {
+                    let mut detail = e.to_string();
+                    let patterns = cx.ingest.router.send_patterns();
+                    if e.label() == "bad_destination" && !patterns.is_empty() {
+                        detail.push_str(&format!(", or to {}", patterns.join(", ")));
+                    }
+                    self.protocol_error(cx, e.label(), e.summary(), &detail, Some(&frame))
+                })?,
+        };
         let record = with_traceparent(record, &frame);
         if let Some(tx) = frame.header("transaction") {
             self.transactions
@@ -444,6 +467,28 @@ impl Protocol {
         Ok(())
     }
 
+    /// A SEND route open to authenticated clients only: the session must hold a token.
+    fn require_token(
+        &self,
+        cx: &SessionContext,
+        destination: &str,
+        frame: &Frame,
+    ) -> Result<(), Close> {
+        if self.identity.as_ref().is_some_and(|i| i.authenticated) {
+            return Ok(());
+        }
+        Err(self.protocol_error(
+            cx,
+            "forbidden",
+            "forbidden",
+            &format!(
+                "{} may not send to '{destination}': it takes SENDs from authenticated clients only. Connect with a token to send.",
+                self.user
+            ),
+            Some(frame),
+        ))
+    }
+
     /// Checks the session's permissions for a destination.
     fn authorize(
         &self,
@@ -491,7 +536,7 @@ impl Protocol {
             (None, Version::V1_0) => destination,
             (None, _) => return Err(self.required(cx, frame, "id").unwrap_err()),
         };
-        SubscribeTarget::parse(destination).map_err(|e| {
+        cx.ingest.router.check_subscribe(destination).map_err(|e| {
             self.protocol_error(
                 cx,
                 "bad_destination",
