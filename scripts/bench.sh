@@ -375,8 +375,14 @@ if has 6 "$SCENARIOS" && has stompgate "$TARGETS"; then
       KVER="$(grep -o 'KAFKA_VERSION:-[0-9.]*' scripts/kafka.sh | head -1 | cut -d- -f2)"
       echo "{\"kind\":\"version\",\"name\":\"kafka\",\"version\":\"Apache Kafka ${KAFKA_VERSION:-$KVER} (KRaft, one broker)\"}" >>"$RESULTS"
       if start_target stompgate --kafka-brokers "$KAFKA_BOOTSTRAP"; then
-        # SEND -> gateway's Kafka producer (acks=all) -> broker -> the gateway's consumer -> sockets.
-        run 6 stompgate 120 --mode fixed -n 1000 -d 10 --rate 100000 --duration 10 --warmup 5 --drain-secs 10
+        # SEND -> gateway's Kafka producer (acks=all) -> broker -> the gateway's consumer -> sockets,
+        # with a plain consumer of the same records in the load generator beside it (the
+        # difference is what the gateway adds), at 100,000 deliveries/s and at light load
+        # (1,000/s: 10 records/s).
+        run 6 stompgate 120 --mode fixed -n 1000 -d 10 --rate 100000 --duration "$(sc 10)" \
+          --warmup "$(sc 5 2)" --drain-secs 10 --kafka-plain "$KAFKA_BOOTSTRAP"
+        run 6-light stompgate 120 --mode fixed -n 1000 -d 10 --rate 1000 --duration "$(sc 30 5)" \
+          --warmup "$(sc 3 1)" --drain-secs 5 --kafka-plain "$KAFKA_BOOTSTRAP"
         stop_target
       fi
       scripts/kafka.sh stop --dir "$KAFKA_DIR" --clean >/dev/null 2>&1

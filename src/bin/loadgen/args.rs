@@ -167,6 +167,14 @@ pub struct Args {
     /// Seconds between taking the cursors and the resuming SUBSCRIBEs (resume-storm).
     #[arg(long, default_value_t = 3.0)]
     pub resume_back: f64,
+    /// Kafka bootstrap servers: run a plain consumer of `--kafka-plain-topic` beside the
+    /// gateway (fixed mode) and report SEND → plain consumer latency, and the gateway's
+    /// own delivery-delay histogram from its /metrics, beside SEND → socket.
+    #[arg(long)]
+    pub kafka_plain: Option<String>,
+    /// Topic the gateway produces the load generator's SENDs to (its chat topic).
+    #[arg(long, default_value = "chat")]
+    pub kafka_plain_topic: String,
     /// Seconds of the overload (burst).
     #[arg(long, default_value_t = 5.0)]
     pub burst_secs: f64,

@@ -20,7 +20,8 @@
 //! `publisher` (the connections), `shared` (their counters), `hist` (latency
 //! percentiles), `procfs` (CPU and RSS), `step` (one measured step), `scenarios` (one
 //! function per mode; the longer ones in `history` (history memory), `resume` (reconnect
-//! storm with `x-resume-after`) and `burst` (memory after a burst)), `scrape` (the
+//! storm with `x-resume-after`) and `burst` (memory after a burst)), `kafka_plain` (a
+//! plain Kafka consumer beside the gateway, and the gateway's own histogram), `scrape` (the
 //! gateway's /metrics), `report` (the JSON line and the human summary).
 //!
 //! Output: a human summary on stderr and one JSON line per result on stdout.
@@ -29,6 +30,7 @@ mod args;
 mod burst;
 mod hist;
 mod history;
+mod kafka_plain;
 mod procfs;
 mod publisher;
 mod report;
@@ -275,7 +277,22 @@ async fn real_main(a: Args) -> i32 {
         "confirmed_by": if receipt { "receipt" } else { "first-message" },
         "subscribes_sent": sh.subscribed_sent.load(Relaxed),
     });
+    // The plain consumer beside the gateway: assigned before anything is measured.
+    let plain = match a.kafka_plain.as_deref() {
+        Some(b) if matches!(a.mode, Mode::Fixed) => {
+            match kafka_plain::start(b, &a.kafka_plain_topic, sh.clone()) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    eprintln!("loadgen: {e}");
+                    emit(json!({"kind":"error","target":a.target,"scenario":a.scenario,"error":e}));
+                    return 1;
+                }
+            }
+        }
+        _ => None,
+    };
     let run = Arc::new(Run {
+        plain,
         a: a.clone(),
         sh: sh.clone(),
         proc_,

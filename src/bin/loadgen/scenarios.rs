@@ -92,6 +92,15 @@ async fn fixed(run: &Run, c: &Connected, o: &mut Map<String, Value>) -> i32 {
     }
     let mut series = Vec::new();
     let sample = (a.mode == Mode::Slow).then_some(a.sample_secs);
+    // Scenario 6: the gateway's histogram around the window, the plain consumer's in it.
+    let murl = crate::scrape::metrics_url(&run.hostport, a.metrics_url.as_deref());
+    let gw0 = match &run.plain {
+        Some(h) => {
+            h.reset();
+            crate::scrape::get(&murl).await.ok()
+        }
+        None => None,
+    };
     let r = run
         .step(a.rate, a.duration, sample, |t, p, rss| {
             eprintln!(
@@ -107,6 +116,9 @@ async fn fixed(run: &Run, c: &Connected, o: &mut Map<String, Value>) -> i32 {
     human_step("measured", &r);
     if let Some(s) = r.json().as_object() {
         o.extend(s.clone());
+    }
+    if let Some(h) = &run.plain {
+        plain_figures(h, &r, gw0.as_deref(), &murl, o).await;
     }
     if a.mode == Mode::Slow {
         o.insert("slow_clients".into(), json!(c.slow_n));
@@ -184,4 +196,51 @@ async fn fanout_ramp(run: &Run, o: &mut Map<String, Value>) -> i32 {
     o.insert("ramp_max_reached".into(), json!(fail.is_none()));
     o.insert("steps".into(), json!(steps));
     code
+}
+
+/// The plain consumer's percentiles over the measured window and the gateway's own
+/// delivery-delay histogram over the same window (published by the gateway at most once a
+/// second: read again 1.5 s after the drain).
+async fn plain_figures(
+    h: &crate::hist::Hist,
+    r: &StepResult,
+    gw0: Option<&str>,
+    murl: &str,
+    o: &mut Map<String, Value>,
+) {
+    use crate::kafka_plain::{buckets, window_pcts};
+    let p = crate::hist::percentiles(&h.snapshot(), Some(h.max.load(Relaxed)));
+    eprintln!(
+        "  plain consumer: {} records, p50 {:.3} p99 {:.3} p999 {:.3} max {:.3} ms (SEND -> plain consumer); gateway adds {:.3} ms at p99",
+        p.count,
+        p.p50,
+        p.p99,
+        p.p999,
+        p.max,
+        r.lat.p99 - p.p99
+    );
+    o.insert("plain_records".into(), json!(p.count));
+    o.insert("plain_p50_ms".into(), json!(r3(p.p50)));
+    o.insert("plain_p99_ms".into(), json!(r3(p.p99)));
+    o.insert("plain_p999_ms".into(), json!(r3(p.p999)));
+    o.insert("plain_max_ms".into(), json!(r3(p.max)));
+    o.insert("gateway_adds_p50_ms".into(), json!(r3(r.lat.p50 - p.p50)));
+    o.insert("gateway_adds_p99_ms".into(), json!(r3(r.lat.p99 - p.p99)));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let name = "stompgate_delivery_delay_seconds";
+    match (gw0, crate::scrape::get(murl).await) {
+        (Some(b), Ok(a)) => {
+            let (n, q) = window_pcts(&buckets(b, name), &buckets(&a, name), &[0.5, 0.99, 0.999]);
+            eprintln!(
+                "  gateway histogram ({name}, event timestamp -> socket write): {n} observations, p50 <= {:?} p99 <= {:?} p999 <= {:?} ms",
+                q[0], q[1], q[2]
+            );
+            o.insert("gateway_hist_count".into(), json!(n));
+            o.insert("gateway_hist_p50_ms".into(), json!(q[0]));
+            o.insert("gateway_hist_p99_ms".into(), json!(q[1]));
+            o.insert("gateway_hist_p999_ms".into(), json!(q[2]));
+        }
+        (_, Err(e)) => eprintln!("  gateway histogram: {e}"),
+        (None, _) => eprintln!("  gateway histogram: no first scrape"),
+    }
 }
