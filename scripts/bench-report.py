@@ -539,6 +539,13 @@ def main():
     if sg2:
         o.append(f"- Scenario 2: p99 {sg2['p99_ms']} ms (goal ≤ 2 ms) "
                  f"{verdict(sg2['p99_ms'] <= 2 and sg2['lost'] == 0)}")
+        c2 = res("2", "ceiling")
+        if c2 and c2.get("p99_ms") is not None and sg2.get("p999_ms") is not None:
+            n = len(sg2.get("_runs") or [sg2])
+            ok = sg2["p99_ms"] <= c2["p99_ms"] and sg2["p999_ms"] <= c2["p999_ms"]
+            o.append(f"- Scenario 2 tail (best of {n}): p99 {sg2['p99_ms']} / p999 {sg2['p999_ms']} ms vs the bare "
+                     f"broadcaster's {c2['p99_ms']} / {c2['p999_ms']} ms (goal ≤ it, same run) {verdict(ok)}; CPU "
+                     f"pressure {psi(sg2) or '—'} / {psi(c2) or '—'}")
     for s_, label in [("6", "at 100k deliveries/s"), ("6-light", "at 1,000 deliveries/s")]:
         sg6 = res(s_, "stompgate")
         if not sg6:
