@@ -530,9 +530,14 @@ def main():
             continue
         x = a[key] / b[key] if hb else (b[key] / a[key] if a[key] else float("inf"))
         runs_noisy = any(noisy([r.get(key) for r in c.get("_runs") or []]) for c in (a, b))
+        if x >= 0.8:
+            word = "**within noise or better**"
+        elif runs_noisy:
+            word = "**worse, but its runs moved more than 20%: not conclusive**"
+        else:
+            word = "**regression beyond noise**"
         base.append(f"{label} {fmt(a[key])} now vs {fmt(b[key])} before ({x:.2f}×"
-                    f"{', runs noisy' if runs_noisy else ''}) "
-                    f"{'**regression beyond noise**' if x < 0.8 else '**within noise or better**'}")
+                    f"{', runs noisy' if runs_noisy else ''}) {word}")
     if base:
         o.append("- Before/after (issue 15, no regression beyond noise, i.e. more than 20% worse): " + "; ".join(base))
     sg2 = res("2", "stompgate")
