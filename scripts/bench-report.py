@@ -21,6 +21,7 @@ NAMES = {
 def load(path):
     results, meta, versions, runs = {}, {}, {}, {}
     commands = []
+    feed_driver = None
     for line in open(path):
         line = line.strip()
         if not line:
@@ -34,6 +35,8 @@ def load(path):
             meta = r
         elif k == "version":
             versions[r["name"]] = r["version"]
+        elif k == "feed-driver":
+            feed_driver = r
         elif k in ("result", "error", "skipped"):
             key = (str(r.get("scenario")), r.get("target"))
             # Runs of one cell back to back are numbered 1, 2, ...; a first run (or an
@@ -45,6 +48,8 @@ def load(path):
         results[key] = merge(rs)
     if commands:
         meta["earlier"] = commands
+    if feed_driver:
+        meta["feed_driver"] = feed_driver
     return results, meta, versions
 
 
@@ -501,6 +506,46 @@ def main():
         o.append(f"RSS each second from the burst's start (MB; the burst is the first "
                  f"{fmt(r9.get('burst_s'))} s): {ser}\n")
     o.append(notes_for(results, "9", ["stompgate"]))
+
+    o.append("## 10. Exchange feed: fake exchanges → `stompgate feed` → Kafka → gateway → subscribers\n")
+    r10 = results.get(("10", "stompgate"))
+    fd = meta.get("feed_driver") or {}
+    if not r10:
+        o.append("_not run_\n")
+    elif r10.get("kind") != "result":
+        o.append(f"_skipped: {r10.get('error')}_\n")
+    else:
+        o.append("Two local fake exchanges (`tests/py/fake_exchange.py` driven by `scripts/bench-feed.py`: Upbit's "
+                 "message shapes in binary frames, Bithumb's in text frames, DEFAULT format) feed `stompgate feed` "
+                 "(its defaults: idempotent producer, `acks=all`) with 10 markets `KRW-M0`…`KRW-M9` registered "
+                 "by `--markets`; the gateway consumes topic `trades` and delivers each trade to "
+                 "`/topic/market/<market>`, where the load generator holds 100 subscribers, 10 per market. Trades "
+                 "are sent from the Upbit side in 10 ms ticks, each with `trade_timestamp` = the send time (ms); "
+                 "the delay is from that timestamp to the subscriber's read (wall clock, ms resolution), so it "
+                 "covers the exchange's socket, the feed's parse and produce, Kafka and the gateway. Trades are "
+                 "conflatable: a subscriber that falls behind gets the latest trade of a market instead of every "
+                 "one (counted by `stompgate_conflated_total`).\n")
+        per_market = (r10.get("ready") or 1) / (r10.get("destinations") or 1)
+        delivered_trades = (r10.get("deliveries") or 0) / per_market
+        rows = [
+            ("trades sent by the exchange (per s)", lambda r: fd.get("sent_per_s"), None, ""),
+            ("trades sent in all", lambda r: fd.get("trades_sent"), None, ""),
+            ("trades taken in by the feed (`stompgate_feed_trades_in_total`)", lambda r: fd.get("feed_trades_in"), None, ""),
+            ("trades delivered per market subscriber, in all", lambda r: round(delivered_trades), None, ""),
+            ("share delivered to each subscriber",
+             lambda r: f"{100 * delivered_trades / fd['trades_sent']:.1f}%" if fd.get("trades_sent") else None, None, ""),
+            ("conflated / dropped by the gateway in the window",
+             lambda r: f"{fmt(r.get('conflated'))} / {fmt(r.get('dropped'))}", None, ""),
+            ("deliveries per s (all subscribers)", g("delivered_per_s"), None, ""),
+            ("exchange → subscriber delay p50 (ms)", g("p50_ms"), None, ""),
+            ("exchange → subscriber delay p99 (ms)", g("p99_ms"), None, ""),
+            ("exchange → subscriber delay p999 (ms)", g("p999_ms"), None, ""),
+            ("exchange → subscriber delay max (ms)", g("max_ms"), None, ""),
+            ("server CPU (% of a core)", g("server_cpu_pct"), None, "%"),
+            cpu_rows[2],
+        ]
+        o.append(table(results, "10", ["stompgate"], rows))
+        o.append(notes_for(results, "10", ["stompgate"]))
 
     o.append("## Targets\n")
 

@@ -13,7 +13,7 @@
 #   scripts/bench.sh --smoke              seconds: small N against stompgate and the ceiling
 #                                         (--targets adds others, e.g. "stompgate ceiling bun");
 #                                         exits non-zero if nothing was delivered or anything lost
-#   options: --targets "stompgate ceiling bun rabbitmq spring"   --scenarios "1 2 3 4 5 6 7 8 9"
+#   options: --targets "stompgate ceiling bun rabbitmq spring"   --scenarios "1 2 3 4 5 6 7 8 9 10"
 #            --out FILE (default docs/benchmarks.md)   --k6 (also run k6/*.js; needs k6 on PATH)
 #            --resume: keep target/bench/results.jsonl and replace only the cells run now
 #            --baseline BIN: also run scenarios 1 and 2 against an older stompgate binary, as
@@ -33,7 +33,7 @@ CMDLINE="scripts/bench.sh${*:+ $*}"
 SMOKE=0
 TARGETS="stompgate ceiling bun rabbitmq spring"
 TARGETS_SET=0
-SCENARIOS="1 2 3 4 5 6 7 8 9"
+SCENARIOS="1 2 3 4 5 6 7 8 9 10"
 OUT="docs/benchmarks.md"
 RUN_K6=0
 RESUME=0
@@ -118,7 +118,18 @@ stop_target() {
   SERVER_KIND=""
 }
 
+FEED_PID=""
+FAKE_PID=""
+stop_feed() {
+  local p
+  for p in $FEED_PID $FAKE_PID; do kill "$p" 2>/dev/null; done
+  for p in $FEED_PID $FAKE_PID; do wait "$p" 2>/dev/null; done
+  FEED_PID=""
+  FAKE_PID=""
+}
+
 cleanup() {
+  stop_feed
   stop_target
   if [ "$PEERS_USED" = 1 ]; then scripts/bench-peers.sh stop all >/dev/null 2>&1; fi
   if [ "$KAFKA_USED" = 1 ]; then scripts/kafka.sh stop --dir "$KAFKA_DIR" --clean >/dev/null 2>&1; fi
@@ -278,6 +289,55 @@ EOF
   echo "bench smoke: FAILED (see $LOG)"; exit 1
 fi
 
+# Scenario 10, the exchange feed: two local fake exchanges (scripts/bench-feed.py) ->
+# `stompgate feed` -> Kafka (topic trades) -> the gateway -> 100 subscribers on 10 markets:
+# trades/s through the bridge and the delay from each trade's trade_timestamp to its arrival.
+run_feed_scenario() {
+  local markets="KRW-M0 KRW-M1 KRW-M2 KRW-M3 KRW-M4 KRW-M5 KRW-M6 KRW-M7 KRW-M8 KRW-M9"
+  local rate="${BENCH_FEED_RATE:-2000}" secs
+  secs="$(sc 20 5)"
+  local urls="$STATE/feed-urls" go="$STATE/feed-go"
+  rm -f "$urls" "$go"
+  # shellcheck disable=SC2086
+  BENCH_FEED_GO="$go" timeout -k 5 150 python3 scripts/bench-feed.py "$urls" "$rate" "$secs" $markets \
+    >"$STATE/feed-sent.json" 2>>"$STATE/bench-feed.log" &
+  FAKE_PID=$!
+  for _ in $(seq 1 100); do [ -f "$urls" ] && break; sleep 0.1; done
+  if [ ! -f "$urls" ]; then
+    echo '{"kind":"skipped","scenario":"10","target":"stompgate","error":"the fake exchanges did not start (target/bench/bench-feed.log)"}' >>"$RESULTS"
+    stop_feed; return
+  fi
+  local upbit bithumb
+  upbit="$(sed -n 's/^upbit=//p' "$urls")"
+  bithumb="$(sed -n 's/^bithumb=//p' "$urls")"
+  target/release/stompgate feed --kafka-brokers "$KAFKA_BOOTSTRAP" --upbit-url "$upbit" \
+    --bithumb-url "$bithumb" --markets "${markets// /,}" --bind 127.0.0.1 --metrics-port 0 \
+    >>"$STATE/feed.log" 2>&1 &
+  FEED_PID=$!
+  log "started the fake exchanges (pid $FAKE_PID) and stompgate feed (pid $FEED_PID), $rate trades/s for $secs s"
+  if start_target stompgate --kafka-brokers "$KAFKA_BOOTSTRAP"; then
+    SUB='/topic/market/KRW-M{i}'
+    # The exchanges start sending once the subscribers are in: the load generator's connect
+    # phase takes well under a second, the sender waits 1 s after the go file.
+    (sleep 1; touch "$go") &
+    run 10 stompgate 150 --mode trade-watch -n 100 -d 10 --duration "$(awk -v s="$secs" 'BEGIN { print s + 5 }')"
+    wait "$FAKE_PID" 2>/dev/null
+    FAKE_PID=""
+    local sent fport fin=null
+    sent="$(tail -1 "$STATE/feed-sent.json")"
+    # What the feed itself took in from Upbit (its /metrics).
+    fport="$(grep -o 'stompgate feed metrics on http://127.0.0.1:[0-9]*' "$STATE/feed.log" | tail -1 | sed 's/.*://')"
+    if [ -n "$fport" ]; then
+      fin="$(curl -s --max-time 5 "http://127.0.0.1:$fport/metrics" \
+        | awk '/^stompgate_feed_trades_in_total\{exchange="upbit"\}/ { print $2 }')"
+      fin="${fin:-null}"
+    fi
+    if [ -n "$sent" ]; then echo "{\"kind\":\"feed-driver\",\"scenario\":\"10\",\"feed_trades_in\":$fin,${sent#\{}" >>"$RESULTS"; fi
+    stop_target
+  fi
+  stop_feed
+}
+
 # ------------------------------------------------------------------------------------
 NEED_PEERS=0
 PEER_TARGETS=""
@@ -332,7 +392,7 @@ for t in $RUN_TARGETS; do
       5) start_target "$t" || continue
          run 5 "$t" 150 --mode slow -n 1000 -d 10 --rate 100000 --duration "$(sc 60 5)" --warmup "$(sc 3)" \
            --slow-clients 1 --sample-secs "$(sc 5 1)" ;;
-      6) continue ;;
+      6|10) continue ;;
       # 7-9: stompgate only (the peers keep no history and have no resume).
       7) [ "$t" = stompgate ] || continue
          # 10,000 destinations x 100 chat messages, with a cap large enough for all of them...
@@ -361,8 +421,8 @@ for t in $RUN_TARGETS; do
   done
 done
 
-# Scenario 6: through Kafka (real broker), stompgate only.
-if has 6 "$SCENARIOS" && has stompgate "$TARGETS"; then
+# Scenarios 6 and 10: through Kafka (real broker), stompgate only.
+if { has 6 "$SCENARIOS" || has 10 "$SCENARIOS"; } && has stompgate "$TARGETS"; then
   if [ ! -x scripts/kafka.sh ]; then
     echo '{"kind":"skipped","scenario":"6","target":"stompgate","error":"scripts/kafka.sh is missing"}' >>"$RESULTS"
     log "scenario 6 skipped: scripts/kafka.sh is missing"
@@ -376,7 +436,7 @@ if has 6 "$SCENARIOS" && has stompgate "$TARGETS"; then
       eval "$exports"
       KVER="$(grep -o 'KAFKA_VERSION:-[0-9.]*' scripts/kafka.sh | head -1 | cut -d- -f2)"
       echo "{\"kind\":\"version\",\"name\":\"kafka\",\"version\":\"Apache Kafka ${KAFKA_VERSION:-$KVER} (KRaft, one broker)\"}" >>"$RESULTS"
-      if start_target stompgate --kafka-brokers "$KAFKA_BOOTSTRAP"; then
+      if has 6 "$SCENARIOS" && start_target stompgate --kafka-brokers "$KAFKA_BOOTSTRAP"; then
         # SEND -> gateway's Kafka producer (acks=all) -> broker -> the gateway's consumer -> sockets,
         # with a plain consumer of the same records in the load generator beside it (the
         # difference is what the gateway adds), at 100,000 deliveries/s and at light load
@@ -387,6 +447,7 @@ if has 6 "$SCENARIOS" && has stompgate "$TARGETS"; then
           --warmup "$(sc 3 1)" --drain-secs 5 --kafka-plain "$KAFKA_BOOTSTRAP"
         stop_target
       fi
+      if has 10 "$SCENARIOS"; then run_feed_scenario; fi
       scripts/kafka.sh stop --dir "$KAFKA_DIR" --clean >/dev/null 2>&1
       KAFKA_USED=0
     else

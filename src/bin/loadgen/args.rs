@@ -22,6 +22,10 @@ pub enum Mode {
     ResumeStorm,
     /// Overload every outbox for a while, then sample the server's RSS each second.
     Burst,
+    /// No publishing: subscribers read exchange trades (fed by `stompgate feed`) for
+    /// `--duration` s; trades/s received and the delay from each trade's `"ts"` (the
+    /// exchange's trade_timestamp, Unix ms) to its arrival.
+    TradeWatch,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]

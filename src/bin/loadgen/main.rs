@@ -121,6 +121,7 @@ async fn real_main(a: Args) -> i32 {
         first_error: Mutex::new(None),
         stop: AtomicBool::new(false),
         record: AtomicBool::new(false),
+        trades: a.mode == Mode::TradeWatch,
     });
     let proc_ = Proc {
         server: a.server_pid.map(|p| p.to_string()),
@@ -153,8 +154,10 @@ async fn real_main(a: Args) -> i32 {
     let psi_before = cpu_pressure();
 
     // Publishers first, so probes can flow as soon as subscribers are there.
-    let needs_publishers =
-        !matches!(a.mode, Mode::Idle | Mode::Storm | Mode::HistoryMem) || !receipt;
+    let needs_publishers = !matches!(
+        a.mode,
+        Mode::Idle | Mode::Storm | Mode::HistoryMem | Mode::TradeWatch
+    ) || !receipt;
     let mut pubs = Vec::new();
     if needs_publishers {
         for p in 0..a.publishers.max(1) {

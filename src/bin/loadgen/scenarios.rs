@@ -33,7 +33,66 @@ pub async fn run(run: &Arc<Run>, c: &Connected, o: &mut Map<String, Value>) -> i
         Mode::Idle => idle(run, c, o).await,
         Mode::Fixed | Mode::Slow => fixed(run, c, o).await,
         Mode::FanoutRamp => fanout_ramp(run, o).await,
+        Mode::TradeWatch => trade_watch(run, c, o).await,
     }
+}
+
+/// Exchange trades through the feed, Kafka and the gateway: trades/s read by the
+/// subscribers over `--duration` s and the delay from each trade's timestamp (ms) to its
+/// arrival, with the server's CPU.
+async fn trade_watch(run: &Run, c: &Connected, o: &mut Map<String, Value>) -> i32 {
+    let sh = &run.sh;
+    let murl = crate::scrape::metrics_url(&run.hostport, run.a.metrics_url.as_deref());
+    let counters = |t: &str| {
+        ["stompgate_conflated_total", "stompgate_dropped_total"]
+            .map(|n| crate::scrape::sample(t, n).unwrap_or(0.0))
+    };
+    let before = crate::scrape::get(&murl).await.ok().map(|t| counters(&t));
+    sh.hist.reset();
+    let r0 = sh.received.load(Relaxed);
+    let m0 = run.proc_.mark();
+    let psi0 = crate::procfs::cpu_pressure();
+    let t0 = std::time::Instant::now();
+    sh.record.store(true, Relaxed);
+    tokio::time::sleep(Duration::from_secs_f64(run.a.duration)).await;
+    sh.record.store(false, Relaxed);
+    let secs = t0.elapsed().as_secs_f64();
+    let got = sh.received.load(Relaxed) - r0;
+    let (scpu, _) = Proc::cpu_pct(&m0, &run.proc_.mark());
+    let p = crate::hist::percentiles(&sh.hist.snapshot(), Some(sh.hist.max.load(Relaxed)));
+    // Each subscriber reads one destination (a market): trades through the bridge per s
+    // = deliveries/s ÷ subscribers per market.
+    let per_market = c.ready.max(1) as f64 / run.a.destinations.max(1) as f64;
+    let bridge = got as f64 / secs / per_market;
+    eprintln!(
+        "  trades: {got} deliveries in {secs:.1} s ({:.0}/s, {bridge:.0} trades/s through the bridge); exchange -> subscriber delay p50 {:.1} p99 {:.1} p999 {:.1} max {:.1} ms (trade_timestamp, ms)",
+        got as f64 / secs,
+        p.p50,
+        p.p99,
+        p.p999,
+        p.max
+    );
+    o.insert("deliveries".into(), json!(got));
+    o.insert("delivered_per_s".into(), json!((got as f64 / secs).round()));
+    o.insert("bridge_trades_per_s".into(), json!(bridge.round()));
+    o.insert("p50_ms".into(), json!(r3(p.p50)));
+    o.insert("p99_ms".into(), json!(r3(p.p99)));
+    o.insert("p999_ms".into(), json!(r3(p.p999)));
+    o.insert("max_ms".into(), json!(r3(p.max)));
+    o.insert("server_cpu_pct".into(), json!(scpu.map(r1)));
+    o.insert("cpu_psi_before".into(), json!(psi0));
+    // Trades are conflatable: a subscriber that falls behind gets the latest, not every one.
+    if let (Some(b), Ok(t)) = (before, crate::scrape::get(&murl).await) {
+        let a = counters(&t);
+        eprintln!(
+            "  gateway: {} conflated, {} dropped in the window",
+            a[0] - b[0],
+            a[1] - b[1]
+        );
+        o.insert("conflated".into(), json!(a[0] - b[0]));
+        o.insert("dropped".into(), json!(a[1] - b[1]));
+    }
+    i32::from(got == 0)
 }
 
 /// Time for N connections to CONNECT and SUBSCRIBE (measured by the connect phase).
