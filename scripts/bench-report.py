@@ -534,6 +534,9 @@ def main():
             ("trades delivered per market subscriber, in all", lambda r: round(delivered_trades), None, ""),
             ("share delivered to each subscriber",
              lambda r: f"{100 * delivered_trades / fd['trades_sent']:.1f}%" if fd.get("trades_sent") else None, None, ""),
+            ("**trades/s through the bridge** (sent/s × share delivered)",
+             lambda r: round(fd["sent_per_s"] * min(1.0, delivered_trades / fd["trades_sent"]))
+             if fd.get("trades_sent") and fd.get("sent_per_s") else None, None, ""),
             ("conflated / dropped by the gateway in the window",
              lambda r: f"{fmt(r.get('conflated'))} / {fmt(r.get('dropped'))}", None, ""),
             ("deliveries per s (all subscribers)", g("delivered_per_s"), None, ""),

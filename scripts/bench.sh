@@ -8,6 +8,8 @@
 # CPU µs per delivery (and the load generator's) and the CPU pressure around it.
 # Scenario 6 runs through a real Kafka broker with a plain consumer of the same records
 # beside the gateway (src/bin/loadgen/kafka_plain.rs), at 100k and at 1,000 deliveries/s.
+# Scenario 10: local fake exchanges -> `stompgate feed` -> Kafka -> gateway -> subscribers
+# (trades/s through the bridge, exchange -> subscriber delay); BENCH_FEED_RATE (2000/s).
 #
 #   scripts/bench.sh                      full run (about 40 minutes on 2 cores)
 #   scripts/bench.sh --smoke              seconds: small N against stompgate and the ceiling
@@ -50,7 +52,7 @@ while [ $# -gt 0 ]; do
     --k6) RUN_K6=1 ;;
     --resume) RESUME=1 ;;
     --baseline) BASELINE="$2"; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "bench: unknown option $1" >&2; exit 2 ;;
   esac
   shift

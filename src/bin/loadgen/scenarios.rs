@@ -65,7 +65,7 @@ async fn trade_watch(run: &Run, c: &Connected, o: &mut Map<String, Value>) -> i3
     let per_market = c.ready.max(1) as f64 / run.a.destinations.max(1) as f64;
     let bridge = got as f64 / secs / per_market;
     eprintln!(
-        "  trades: {got} deliveries in {secs:.1} s ({:.0}/s, {bridge:.0} trades/s through the bridge); exchange -> subscriber delay p50 {:.1} p99 {:.1} p999 {:.1} max {:.1} ms (trade_timestamp, ms)",
+        "  trades: {got} deliveries in {secs:.1} s ({:.0}/s, {bridge:.0} trades/s per market subscriber over the window); exchange -> subscriber delay p50 {:.1} p99 {:.1} p999 {:.1} max {:.1} ms (trade_timestamp, ms)",
         got as f64 / secs,
         p.p50,
         p.p99,
