@@ -243,7 +243,7 @@ def main():
                  "that moved more than 20% between two back-to-back runs. The other scenarios run once, so "
                  "that the whole run stays near 40 minutes on 2 cores: 3 and 4 measure RSS and connect time "
                  "(which barely move), 5 is already 60 s long, 6 compares the gateway with a plain consumer "
-                 "inside one run, and 7–9 are stompgate's alone. The CPU pressure of each run is in each "
+                 "inside one run, 7–9 are stompgate's alone and 10 measures the feed's path. The CPU pressure of each run is in each "
                  "table's last row.")
     if "stompgate-before" in targets:
         o.append(f"- `stompgate before`: an older stompgate binary ({versions.get('stompgate-before', '?')}), "
