@@ -664,6 +664,14 @@ def main():
         o.append(f"- Scenario 9: RSS {fmt(mb('rss_pre_kb')(r))} MB before, peak {fmt(mb('rss_peak_kb')(r))} MB, "
                  f"+20 s {fmt(mb('rss_20s_kb')(r))} MB, +60 s {fmt(mb('rss_60s_kb')(r))} MB: back under 2× "
                  f"pre-burst within 60 s (goal) {verdict(r.get('under_2x_within_60s') is True)}")
+    r = res("10", "stompgate")
+    fd = meta.get("feed_driver") or {}
+    if r and fd.get("trades_sent"):
+        per_market = (r.get("ready") or 1) / (r.get("destinations") or 1)
+        share = (r.get("deliveries") or 0) / per_market / fd["trades_sent"]
+        o.append(f"- Scenario 10: {fmt(fd.get('sent_per_s'))} trades/s offered by the exchange, "
+                 f"{100 * min(share, 1):.1f}% reached every subscriber; exchange → subscriber delay p50 "
+                 f"{r.get('p50_ms')} ms, p99 {r.get('p99_ms')} ms (CPU pressure {psi(r) or '—'})")
     o.append("")
     o.append("Raw results (one JSON line per run, with every ramp step): `target/bench/results.jsonl` "
              "after a run.\n")
