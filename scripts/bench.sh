@@ -6,14 +6,23 @@
 # storm with x-resume-after, memory after a burst) run against stompgate only: the peers
 # keep no history and have no resume. Every measured step reports the server's
 # CPU µs per delivery (and the load generator's) and the CPU pressure around it.
+# Scenario 6 runs through a real Kafka broker with a plain consumer of the same records
+# beside the gateway (src/bin/loadgen/kafka_plain.rs), at 100k and at 1,000 deliveries/s.
+# Scenario 10: local fake exchanges -> `stompgate feed` -> Kafka -> gateway -> subscribers
+# (trades/s through the bridge, exchange -> subscriber delay); BENCH_FEED_RATE (2000/s).
 #
 #   scripts/bench.sh                      full run (about 40 minutes on 2 cores)
 #   scripts/bench.sh --smoke              seconds: small N against stompgate and the ceiling
 #                                         (--targets adds others, e.g. "stompgate ceiling bun");
 #                                         exits non-zero if nothing was delivered or anything lost
-#   options: --targets "stompgate ceiling bun rabbitmq spring"   --scenarios "1 2 3 4 5 6 7 8 9"
+#   options: --targets "stompgate ceiling bun rabbitmq spring"   --scenarios "1 2 3 4 5 6 7 8 9 10"
 #            --out FILE (default docs/benchmarks.md)   --k6 (also run k6/*.js; needs k6 on PATH)
 #            --resume: keep target/bench/results.jsonl and replace only the cells run now
+#            --baseline BIN: also run scenarios 1 and 2 against an older stompgate binary, as
+#              target `stompgate-before` (started with only the flags its --help lists)
+#   env: BENCH_SCALE=0.2 shortens every timed phase (quick checks; figures not comparable)
+#        BENCH_REPEAT_1=2 BENCH_REPEAT_2=3: runs of scenario 1 (stompgate and
+#        stompgate-before) and of scenario 2 (every target), back to back on one server
 #
 # Every load targets loopback only, every run is bounded by `timeout`, and every server
 # started here (gateway, ceiling, Bun, RabbitMQ, Spring, Kafka) is stopped on exit.
@@ -26,10 +35,14 @@ CMDLINE="scripts/bench.sh${*:+ $*}"
 SMOKE=0
 TARGETS="stompgate ceiling bun rabbitmq spring"
 TARGETS_SET=0
-SCENARIOS="1 2 3 4 5 6 7 8 9"
+SCENARIOS="1 2 3 4 5 6 7 8 9 10"
 OUT="docs/benchmarks.md"
 RUN_K6=0
 RESUME=0
+BASELINE=""
+SCALE="${BENCH_SCALE:-1}"
+REPEAT_1="${BENCH_REPEAT_1:-2}"
+REPEAT_2="${BENCH_REPEAT_2:-3}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE=1 ;;
@@ -38,11 +51,15 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift ;;
     --k6) RUN_K6=1 ;;
     --resume) RESUME=1 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --baseline) BASELINE="$2"; shift ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "bench: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
+if [ -n "$BASELINE" ] && [ ! -x "$BASELINE" ]; then
+  echo "bench: --baseline $BASELINE is not an executable file" >&2; exit 2
+fi
 
 STATE="$ROOT/target/bench"
 mkdir -p "$STATE"
@@ -63,7 +80,7 @@ if [ "$RESUME" = 0 ] || [ ! -f "$RESULTS" ]; then : >"$RESULTS"; fi
 : >"$LOG"
 export BENCH_STATE_DIR="$STATE"
 
-log() { echo "bench: $*" | tee -a "$LOG" >&2; }
+log() { echo "bench: $(date -u +%H:%M:%S) $*" | tee -a "$LOG" >&2; }
 
 # Open files: the load generator and the servers each hold up to ~19,000 sockets.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -88,7 +105,7 @@ wait_port() { # port seconds
 
 stop_target() {
   case "$SERVER_KIND" in
-    stompgate|ceiling)
+    stompgate|stompgate-before|ceiling)
       if [ -n "$SERVER_PID" ]; then
         kill "$SERVER_PID" 2>/dev/null
         for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
@@ -103,7 +120,18 @@ stop_target() {
   SERVER_KIND=""
 }
 
+FEED_PID=""
+FAKE_PID=""
+stop_feed() {
+  local p
+  for p in $FEED_PID $FAKE_PID; do kill "$p" 2>/dev/null; done
+  for p in $FEED_PID $FAKE_PID; do wait "$p" 2>/dev/null; done
+  FEED_PID=""
+  FAKE_PID=""
+}
+
 cleanup() {
+  stop_feed
   stop_target
   if [ "$PEERS_USED" = 1 ]; then scripts/bench-peers.sh stop all >/dev/null 2>&1; fi
   if [ "$KAFKA_USED" = 1 ]; then scripts/kafka.sh stop --dir "$KAFKA_DIR" --clean >/dev/null 2>&1; fi
@@ -114,7 +142,7 @@ trap 'exit 130' INT TERM
 # Per target: URL, destination templates, how a subscription is confirmed.
 set_templates() {
   case "$1" in
-    stompgate) URL="ws://127.0.0.1:$SG_PORT/ws"; SUB='/topic/market/M{i}'; SEND='/app/market/M{i}/chat'; EXTRA=() ;;
+    stompgate|stompgate-before) URL="ws://127.0.0.1:$SG_PORT/ws"; SUB='/topic/market/M{i}'; SEND='/app/market/M{i}/chat'; EXTRA=() ;;
     # The others deliver the body as sent; --pad brings their MESSAGE frames near the size of
     # stompgate's (its chat record and headers come to ~270 bytes).
     ceiling) URL="ws://127.0.0.1:$CEIL_PORT/ws"; SUB='/topic/market/M{i}'; SEND='/topic/market/M{i}'; EXTRA=(--pad 150) ;;
@@ -126,19 +154,39 @@ set_templates() {
   esac
 }
 
+# gateway_flags BIN --flag value ...: prints (one a line) the pairs whose flag BIN's --help
+# lists; logs the ones left out (an older binary lacks some newer flags).
+gateway_flags() {
+  local bin=$1; shift
+  local help
+  help="$("$bin" --help 2>&1)"
+  while [ $# -ge 2 ]; do
+    if [[ "$help" == *"$1 <"* ]]; then printf '%s\n%s\n' "$1" "$2"; else log "$bin has no $1: left out"; fi
+    shift 2
+  done
+}
+
+# sc SECONDS [MIN]: a timed phase scaled by BENCH_SCALE (at least MIN, default 0.5).
+sc() { awk -v x="$1" -v s="$SCALE" -v m="${2:-0.5}" 'BEGIN { v = x * s; if (v < m) v = m; print v }'; }
+
 start_target() { # kind [extra gateway flags...]
   local kind=$1; shift
   SERVER_KIND=$kind
   set_templates "$kind"
   case "$kind" in
-    stompgate)
+    stompgate|stompgate-before)
       # The load generator publishes from one connection at thousands of SENDs per second
-      # and spreads its clients over a few addresses: lift the per-client limits.
-      target/release/stompgate --bind 127.0.0.1 --port "$SG_PORT" --demo-rate 0 \
+      # and spreads its clients over a few addresses: lift the per-client limits. An older
+      # binary (--baseline) gets only the flags its --help lists.
+      local bin=target/release/stompgate
+      if [ "$kind" = stompgate-before ]; then bin="$BASELINE"; fi
+      local flags
+      mapfile -t flags < <(gateway_flags "$bin" --bind 127.0.0.1 --port "$SG_PORT" --demo-rate 0 \
         --send-rate 0 --max-connections-per-ip 0 --connect-rate-per-ip 0 \
-        --max-http-connections-per-ip 0 --max-http-connections 20000 "$@" >>"$STATE/stompgate.log" 2>&1 &
+        --max-http-connections-per-ip 0 --max-http-connections 20000)
+      "$bin" "${flags[@]}" "$@" >>"$STATE/$kind.log" 2>&1 &
       SERVER_PID=$!
-      wait_port "$SG_PORT" 60 || { log "stompgate did not start (see $STATE/stompgate.log)"; return 1; } ;;
+      wait_port "$SG_PORT" 60 || { log "$kind did not start (see $STATE/$kind.log)"; return 1; } ;;
     ceiling)
       target/release/ceiling --port "$CEIL_PORT" >>"$STATE/ceiling.log" 2>&1 &
       SERVER_PID=$!
@@ -172,12 +220,24 @@ run() {
   if [ -z "$line" ]; then
     line="{\"kind\":\"error\",\"scenario\":\"$scenario\",\"target\":\"$target\",\"error\":\"loadgen exit $rc (124: time limit $limit s)\"}"
   fi
+  # Repeated runs of one cell are numbered (the report takes the best and compares them).
+  if [ -n "${REPEAT:-}" ]; then line="{\"repeat\":$REPEAT,${line#\{}"; fi
   echo "$line" >>"$RESULTS"
   if [ "$rc" != 0 ]; then FAILURES=$((FAILURES + 1)); fi
   return "$rc"
 }
 
 has() { case " $2 " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+# What the --baseline binary is: its --version and, when it sits in a git checkout
+# (<checkout>/target/release/stompgate), that checkout's commit.
+baseline_version() {
+  local v dir c
+  v="$("$BASELINE" --version 2>/dev/null | head -1)"
+  dir="$(cd "$(dirname "$BASELINE")/../.." 2>/dev/null && pwd)"
+  c="$(git -C "$dir" log -1 --format='%h %s' 2>/dev/null | tr -d '"\\')"
+  echo "${v:-unknown}${c:+, commit $c}"
+}
 
 # ------------------------------------------------------------------------------------
 log "building (cargo build --release --bins)"
@@ -231,6 +291,55 @@ EOF
   echo "bench smoke: FAILED (see $LOG)"; exit 1
 fi
 
+# Scenario 10, the exchange feed: two local fake exchanges (scripts/bench-feed.py) ->
+# `stompgate feed` -> Kafka (topic trades) -> the gateway -> 100 subscribers on 10 markets:
+# trades/s through the bridge and the delay from each trade's trade_timestamp to its arrival.
+run_feed_scenario() {
+  local markets="KRW-M0 KRW-M1 KRW-M2 KRW-M3 KRW-M4 KRW-M5 KRW-M6 KRW-M7 KRW-M8 KRW-M9"
+  local rate="${BENCH_FEED_RATE:-2000}" secs
+  secs="$(sc 20 5)"
+  local urls="$STATE/feed-urls" go="$STATE/feed-go"
+  rm -f "$urls" "$go"
+  # shellcheck disable=SC2086
+  BENCH_FEED_GO="$go" timeout -k 5 150 python3 scripts/bench-feed.py "$urls" "$rate" "$secs" $markets \
+    >"$STATE/feed-sent.json" 2>>"$STATE/bench-feed.log" &
+  FAKE_PID=$!
+  for _ in $(seq 1 100); do [ -f "$urls" ] && break; sleep 0.1; done
+  if [ ! -f "$urls" ]; then
+    echo '{"kind":"skipped","scenario":"10","target":"stompgate","error":"the fake exchanges did not start (target/bench/bench-feed.log)"}' >>"$RESULTS"
+    stop_feed; return
+  fi
+  local upbit bithumb
+  upbit="$(sed -n 's/^upbit=//p' "$urls")"
+  bithumb="$(sed -n 's/^bithumb=//p' "$urls")"
+  target/release/stompgate feed --kafka-brokers "$KAFKA_BOOTSTRAP" --upbit-url "$upbit" \
+    --bithumb-url "$bithumb" --markets "${markets// /,}" --bind 127.0.0.1 --metrics-port 0 \
+    >>"$STATE/feed.log" 2>&1 &
+  FEED_PID=$!
+  log "started the fake exchanges (pid $FAKE_PID) and stompgate feed (pid $FEED_PID), $rate trades/s for $secs s"
+  if start_target stompgate --kafka-brokers "$KAFKA_BOOTSTRAP"; then
+    SUB='/topic/market/KRW-M{i}'
+    # The exchanges start sending once the subscribers are in: the load generator's connect
+    # phase takes well under a second, the sender waits 1 s after the go file.
+    (sleep 1; touch "$go") &
+    run 10 stompgate 150 --mode trade-watch -n 100 -d 10 --duration "$(awk -v s="$secs" 'BEGIN { print s + 5 }')"
+    wait "$FAKE_PID" 2>/dev/null
+    FAKE_PID=""
+    local sent fport fin=null
+    sent="$(tail -1 "$STATE/feed-sent.json")"
+    # What the feed itself took in from Upbit (its /metrics).
+    fport="$(grep -o 'stompgate feed metrics on http://127.0.0.1:[0-9]*' "$STATE/feed.log" | tail -1 | sed 's/.*://')"
+    if [ -n "$fport" ]; then
+      fin="$(curl -s --max-time 5 "http://127.0.0.1:$fport/metrics" \
+        | awk '/^stompgate_feed_trades_in_total\{exchange="upbit"\}/ { print $2 }')"
+      fin="${fin:-null}"
+    fi
+    if [ -n "$sent" ]; then echo "{\"kind\":\"feed-driver\",\"scenario\":\"10\",\"feed_trades_in\":$fin,${sent#\{}" >>"$RESULTS"; fi
+    stop_target
+  fi
+  stop_feed
+}
+
 # ------------------------------------------------------------------------------------
 NEED_PEERS=0
 PEER_TARGETS=""
@@ -247,26 +356,45 @@ START_TS="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 PSI_BEFORE="$(head -1 /proc/pressure/cpu 2>/dev/null | awk '{print $2, $3, $4}')"
 
-for t in $TARGETS; do
+# The older binary (--baseline) runs right after the current one, scenarios 1 and 2 only.
+RUN_TARGETS="$TARGETS"
+if [ -n "$BASELINE" ]; then
+  if has stompgate "$TARGETS"; then RUN_TARGETS="${TARGETS/stompgate/stompgate stompgate-before}"
+  else RUN_TARGETS="stompgate-before $TARGETS"; fi
+  echo "{\"kind\":\"version\",\"name\":\"stompgate-before\",\"version\":\"$(baseline_version)\"}" >>"$RESULTS"
+fi
+
+# repeat N run-args...: N runs of one cell back to back on the same server, numbered.
+repeat() {
+  local n=$1 k; shift
+  for ((k = 1; k <= n; k++)); do REPEAT=$k run "$@"; done
+  REPEAT=""
+}
+
+for t in $RUN_TARGETS; do
   set_templates "$t"
   for s in $SCENARIOS; do
+    if [ "$t" = stompgate-before ]; then case "$s" in 1|2) ;; *) continue ;; esac; fi
     case "$s" in
       1) start_target "$t" || continue
-         run 1 "$t" 300 --mode fanout-ramp -n 1000 -d 10 --ramp-start 2000 --ramp-factor 2 \
-           --ramp-max 16000000 --refine 3 --step-secs 4 --p99-limit-ms 50 ;;
+         # Twice for the gateway and its baseline (the before/after comparison), once for the peers.
+         n=1; case "$t" in stompgate|stompgate-before) n=$REPEAT_1 ;; esac
+         repeat "$n" 1 "$t" 300 --mode fanout-ramp -n 1000 -d 10 --ramp-start 2000 --ramp-factor 2 \
+           --ramp-max 16000000 --refine 3 --step-secs "$(sc 4)" --p99-limit-ms 50 ;;
       2) start_target "$t" || continue
-         run 2 "$t" 90 --mode fixed -n 1000 -d 10 --rate 100000 --duration 10 --warmup 3 ;;
+         repeat "$REPEAT_2" 2 "$t" 90 --mode fixed -n 1000 -d 10 --rate 100000 --duration "$(sc 10)" \
+           --warmup "$(sc 3)" ;;
       3) start_target "$t" || continue
          # 19,000: the open-file hard limit is 20,000 per process on the build machines,
          # for the server and for the load generator alike.
-         run 3 "$t" 240 --mode idle -n 19000 -d 10 --connect-timeout 120 --hold 5 --read-buf 4096 \
+         run 3 "$t" 240 --mode idle -n 19000 -d 10 --connect-timeout 120 --hold "$(sc 5)" --read-buf 4096 \
            --heartbeat-ms 10000 ;;
       4) start_target "$t" || continue
          run 4 "$t" 120 --mode storm -n 10000 -d 10 --connect-timeout 60 --read-buf 4096 ;;
       5) start_target "$t" || continue
-         run 5 "$t" 150 --mode slow -n 1000 -d 10 --rate 100000 --duration 60 --warmup 3 \
-           --slow-clients 1 --sample-secs 5 ;;
-      6) continue ;;
+         run 5 "$t" 150 --mode slow -n 1000 -d 10 --rate 100000 --duration "$(sc 60 5)" --warmup "$(sc 3)" \
+           --slow-clients 1 --sample-secs "$(sc 5 1)" ;;
+      6|10) continue ;;
       # 7-9: stompgate only (the peers keep no history and have no resume).
       7) [ "$t" = stompgate ] || continue
          # 10,000 destinations x 100 chat messages, with a cap large enough for all of them...
@@ -283,20 +411,20 @@ for t in $TARGETS; do
          # 1,000 live subscribers on 100 destinations at 20,000 deliveries/s (20 messages/s
          # per destination: a 3 s old cursor is ~60 messages back, inside the 100 kept);
          # 10,000 clients resume at once. 11,101 sockets per process, under the 20,000 limit.
-         run 8 "$t" 300 --mode resume-storm -n 1000 -d 100 --rate 20000 --warmup 3 --duration 12 \
+         run 8 "$t" 300 --mode resume-storm -n 1000 -d 100 --rate 20000 --warmup "$(sc 3)" --duration "$(sc 12 4)" \
            --resume-clients 10000 --resume-back 3 --read-buf 4096 --connect-timeout 60 ;;
       9) [ "$t" = stompgate ] || continue
          start_target "$t" || continue
          # 1.2M deliveries/s attempted for 5 s (far above what 2 shared cores deliver: every
          # outbox fills), then RSS every second for 60 s.
-         run 9 "$t" 200 --mode burst -n 1000 -d 10 --rate 1200000 --burst-secs 5 --after-secs 60 ;;
+         run 9 "$t" 200 --mode burst -n 1000 -d 10 --rate 1200000 --burst-secs "$(sc 5 1)" --after-secs "$(sc 60 5)" ;;
     esac
     stop_target
   done
 done
 
-# Scenario 6: through Kafka (real broker), stompgate only.
-if has 6 "$SCENARIOS" && has stompgate "$TARGETS"; then
+# Scenarios 6 and 10: through Kafka (real broker), stompgate only.
+if { has 6 "$SCENARIOS" || has 10 "$SCENARIOS"; } && has stompgate "$TARGETS"; then
   if [ ! -x scripts/kafka.sh ]; then
     echo '{"kind":"skipped","scenario":"6","target":"stompgate","error":"scripts/kafka.sh is missing"}' >>"$RESULTS"
     log "scenario 6 skipped: scripts/kafka.sh is missing"
@@ -310,11 +438,18 @@ if has 6 "$SCENARIOS" && has stompgate "$TARGETS"; then
       eval "$exports"
       KVER="$(grep -o 'KAFKA_VERSION:-[0-9.]*' scripts/kafka.sh | head -1 | cut -d- -f2)"
       echo "{\"kind\":\"version\",\"name\":\"kafka\",\"version\":\"Apache Kafka ${KAFKA_VERSION:-$KVER} (KRaft, one broker)\"}" >>"$RESULTS"
-      if start_target stompgate --kafka-brokers "$KAFKA_BOOTSTRAP"; then
-        # SEND -> gateway's Kafka producer (acks=all) -> broker -> the gateway's consumer -> sockets.
-        run 6 stompgate 120 --mode fixed -n 1000 -d 10 --rate 100000 --duration 10 --warmup 5 --drain-secs 10
+      if has 6 "$SCENARIOS" && start_target stompgate --kafka-brokers "$KAFKA_BOOTSTRAP"; then
+        # SEND -> gateway's Kafka producer (acks=all) -> broker -> the gateway's consumer -> sockets,
+        # with a plain consumer of the same records in the load generator beside it (the
+        # difference is what the gateway adds), at 100,000 deliveries/s and at light load
+        # (1,000/s: 10 records/s).
+        run 6 stompgate 120 --mode fixed -n 1000 -d 10 --rate 100000 --duration "$(sc 10)" \
+          --warmup "$(sc 5 2)" --drain-secs 10 --kafka-plain "$KAFKA_BOOTSTRAP"
+        run 6-light stompgate 120 --mode fixed -n 1000 -d 10 --rate 1000 --duration "$(sc 30 5)" \
+          --warmup "$(sc 3 1)" --drain-secs 5 --kafka-plain "$KAFKA_BOOTSTRAP"
         stop_target
       fi
+      if has 10 "$SCENARIOS"; then run_feed_scenario; fi
       scripts/kafka.sh stop --dir "$KAFKA_DIR" --clean >/dev/null 2>&1
       KAFKA_USED=0
     else

@@ -22,6 +22,10 @@ pub enum Mode {
     ResumeStorm,
     /// Overload every outbox for a while, then sample the server's RSS each second.
     Burst,
+    /// No publishing: subscribers read exchange trades (fed by `stompgate feed`) for
+    /// `--duration` s; trades/s received and the delay from each trade's `"ts"` (the
+    /// exchange's trade_timestamp, Unix ms) to its arrival.
+    TradeWatch,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -167,6 +171,14 @@ pub struct Args {
     /// Seconds between taking the cursors and the resuming SUBSCRIBEs (resume-storm).
     #[arg(long, default_value_t = 3.0)]
     pub resume_back: f64,
+    /// Kafka bootstrap servers: run a plain consumer of `--kafka-plain-topic` beside the
+    /// gateway (fixed mode) and report SEND → plain consumer latency, and the gateway's
+    /// own delivery-delay histogram from its /metrics, beside SEND → socket.
+    #[arg(long)]
+    pub kafka_plain: Option<String>,
+    /// Topic the gateway produces the load generator's SENDs to (its chat topic).
+    #[arg(long, default_value = "chat")]
+    pub kafka_plain_topic: String,
     /// Seconds of the overload (burst).
     #[arg(long, default_value_t = 5.0)]
     pub burst_secs: f64,

@@ -20,7 +20,8 @@
 //! `publisher` (the connections), `shared` (their counters), `hist` (latency
 //! percentiles), `procfs` (CPU and RSS), `step` (one measured step), `scenarios` (one
 //! function per mode; the longer ones in `history` (history memory), `resume` (reconnect
-//! storm with `x-resume-after`) and `burst` (memory after a burst)), `scrape` (the
+//! storm with `x-resume-after`) and `burst` (memory after a burst)), `kafka_plain` (a
+//! plain Kafka consumer beside the gateway, and the gateway's own histogram), `scrape` (the
 //! gateway's /metrics), `report` (the JSON line and the human summary).
 //!
 //! Output: a human summary on stderr and one JSON line per result on stdout.
@@ -29,6 +30,7 @@ mod args;
 mod burst;
 mod hist;
 mod history;
+mod kafka_plain;
 mod procfs;
 mod publisher;
 mod report;
@@ -119,6 +121,7 @@ async fn real_main(a: Args) -> i32 {
         first_error: Mutex::new(None),
         stop: AtomicBool::new(false),
         record: AtomicBool::new(false),
+        trades: a.mode == Mode::TradeWatch,
     });
     let proc_ = Proc {
         server: a.server_pid.map(|p| p.to_string()),
@@ -151,8 +154,10 @@ async fn real_main(a: Args) -> i32 {
     let psi_before = cpu_pressure();
 
     // Publishers first, so probes can flow as soon as subscribers are there.
-    let needs_publishers =
-        !matches!(a.mode, Mode::Idle | Mode::Storm | Mode::HistoryMem) || !receipt;
+    let needs_publishers = !matches!(
+        a.mode,
+        Mode::Idle | Mode::Storm | Mode::HistoryMem | Mode::TradeWatch
+    ) || !receipt;
     let mut pubs = Vec::new();
     if needs_publishers {
         for p in 0..a.publishers.max(1) {
@@ -275,7 +280,22 @@ async fn real_main(a: Args) -> i32 {
         "confirmed_by": if receipt { "receipt" } else { "first-message" },
         "subscribes_sent": sh.subscribed_sent.load(Relaxed),
     });
+    // The plain consumer beside the gateway: assigned before anything is measured.
+    let plain = match a.kafka_plain.as_deref() {
+        Some(b) if matches!(a.mode, Mode::Fixed) => {
+            match kafka_plain::start(b, &a.kafka_plain_topic, sh.clone()) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    eprintln!("loadgen: {e}");
+                    emit(json!({"kind":"error","target":a.target,"scenario":a.scenario,"error":e}));
+                    return 1;
+                }
+            }
+        }
+        _ => None,
+    };
     let run = Arc::new(Run {
+        plain,
         a: a.clone(),
         sh: sh.clone(),
         proc_,

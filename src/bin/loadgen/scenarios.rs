@@ -33,7 +33,66 @@ pub async fn run(run: &Arc<Run>, c: &Connected, o: &mut Map<String, Value>) -> i
         Mode::Idle => idle(run, c, o).await,
         Mode::Fixed | Mode::Slow => fixed(run, c, o).await,
         Mode::FanoutRamp => fanout_ramp(run, o).await,
+        Mode::TradeWatch => trade_watch(run, c, o).await,
     }
+}
+
+/// Exchange trades through the feed, Kafka and the gateway: trades/s read by the
+/// subscribers over `--duration` s and the delay from each trade's timestamp (ms) to its
+/// arrival, with the server's CPU.
+async fn trade_watch(run: &Run, c: &Connected, o: &mut Map<String, Value>) -> i32 {
+    let sh = &run.sh;
+    let murl = crate::scrape::metrics_url(&run.hostport, run.a.metrics_url.as_deref());
+    let counters = |t: &str| {
+        ["stompgate_conflated_total", "stompgate_dropped_total"]
+            .map(|n| crate::scrape::sample(t, n).unwrap_or(0.0))
+    };
+    let before = crate::scrape::get(&murl).await.ok().map(|t| counters(&t));
+    sh.hist.reset();
+    let r0 = sh.received.load(Relaxed);
+    let m0 = run.proc_.mark();
+    let psi0 = crate::procfs::cpu_pressure();
+    let t0 = std::time::Instant::now();
+    sh.record.store(true, Relaxed);
+    tokio::time::sleep(Duration::from_secs_f64(run.a.duration)).await;
+    sh.record.store(false, Relaxed);
+    let secs = t0.elapsed().as_secs_f64();
+    let got = sh.received.load(Relaxed) - r0;
+    let (scpu, _) = Proc::cpu_pct(&m0, &run.proc_.mark());
+    let p = crate::hist::percentiles(&sh.hist.snapshot(), Some(sh.hist.max.load(Relaxed)));
+    // Each subscriber reads one destination (a market): trades through the bridge per s
+    // = deliveries/s ÷ subscribers per market.
+    let per_market = c.ready.max(1) as f64 / run.a.destinations.max(1) as f64;
+    let bridge = got as f64 / secs / per_market;
+    eprintln!(
+        "  trades: {got} deliveries in {secs:.1} s ({:.0}/s, {bridge:.0} trades/s per market subscriber over the window); exchange -> subscriber delay p50 {:.1} p99 {:.1} p999 {:.1} max {:.1} ms (trade_timestamp, ms)",
+        got as f64 / secs,
+        p.p50,
+        p.p99,
+        p.p999,
+        p.max
+    );
+    o.insert("deliveries".into(), json!(got));
+    o.insert("delivered_per_s".into(), json!((got as f64 / secs).round()));
+    o.insert("bridge_trades_per_s".into(), json!(bridge.round()));
+    o.insert("p50_ms".into(), json!(r3(p.p50)));
+    o.insert("p99_ms".into(), json!(r3(p.p99)));
+    o.insert("p999_ms".into(), json!(r3(p.p999)));
+    o.insert("max_ms".into(), json!(r3(p.max)));
+    o.insert("server_cpu_pct".into(), json!(scpu.map(r1)));
+    o.insert("cpu_psi_before".into(), json!(psi0));
+    // Trades are conflatable: a subscriber that falls behind gets the latest, not every one.
+    if let (Some(b), Ok(t)) = (before, crate::scrape::get(&murl).await) {
+        let a = counters(&t);
+        eprintln!(
+            "  gateway: {} conflated, {} dropped in the window",
+            a[0] - b[0],
+            a[1] - b[1]
+        );
+        o.insert("conflated".into(), json!(a[0] - b[0]));
+        o.insert("dropped".into(), json!(a[1] - b[1]));
+    }
+    i32::from(got == 0)
 }
 
 /// Time for N connections to CONNECT and SUBSCRIBE (measured by the connect phase).
@@ -92,6 +151,15 @@ async fn fixed(run: &Run, c: &Connected, o: &mut Map<String, Value>) -> i32 {
     }
     let mut series = Vec::new();
     let sample = (a.mode == Mode::Slow).then_some(a.sample_secs);
+    // Scenario 6: the gateway's histogram around the window, the plain consumer's in it.
+    let murl = crate::scrape::metrics_url(&run.hostport, a.metrics_url.as_deref());
+    let gw0 = match &run.plain {
+        Some(h) => {
+            h.reset();
+            crate::scrape::get(&murl).await.ok()
+        }
+        None => None,
+    };
     let r = run
         .step(a.rate, a.duration, sample, |t, p, rss| {
             eprintln!(
@@ -107,6 +175,9 @@ async fn fixed(run: &Run, c: &Connected, o: &mut Map<String, Value>) -> i32 {
     human_step("measured", &r);
     if let Some(s) = r.json().as_object() {
         o.extend(s.clone());
+    }
+    if let Some(h) = &run.plain {
+        plain_figures(h, &r, gw0.as_deref(), &murl, o).await;
     }
     if a.mode == Mode::Slow {
         o.insert("slow_clients".into(), json!(c.slow_n));
@@ -184,4 +255,51 @@ async fn fanout_ramp(run: &Run, o: &mut Map<String, Value>) -> i32 {
     o.insert("ramp_max_reached".into(), json!(fail.is_none()));
     o.insert("steps".into(), json!(steps));
     code
+}
+
+/// The plain consumer's percentiles over the measured window and the gateway's own
+/// delivery-delay histogram over the same window (published by the gateway at most once a
+/// second: read again 1.5 s after the drain).
+async fn plain_figures(
+    h: &crate::hist::Hist,
+    r: &StepResult,
+    gw0: Option<&str>,
+    murl: &str,
+    o: &mut Map<String, Value>,
+) {
+    use crate::kafka_plain::{buckets, window_pcts};
+    let p = crate::hist::percentiles(&h.snapshot(), Some(h.max.load(Relaxed)));
+    eprintln!(
+        "  plain consumer: {} records, p50 {:.3} p99 {:.3} p999 {:.3} max {:.3} ms (SEND -> plain consumer); gateway adds {:.3} ms at p99",
+        p.count,
+        p.p50,
+        p.p99,
+        p.p999,
+        p.max,
+        r.lat.p99 - p.p99
+    );
+    o.insert("plain_records".into(), json!(p.count));
+    o.insert("plain_p50_ms".into(), json!(r3(p.p50)));
+    o.insert("plain_p99_ms".into(), json!(r3(p.p99)));
+    o.insert("plain_p999_ms".into(), json!(r3(p.p999)));
+    o.insert("plain_max_ms".into(), json!(r3(p.max)));
+    o.insert("gateway_adds_p50_ms".into(), json!(r3(r.lat.p50 - p.p50)));
+    o.insert("gateway_adds_p99_ms".into(), json!(r3(r.lat.p99 - p.p99)));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let name = "stompgate_delivery_delay_seconds";
+    match (gw0, crate::scrape::get(murl).await) {
+        (Some(b), Ok(a)) => {
+            let (n, q) = window_pcts(&buckets(b, name), &buckets(&a, name), &[0.5, 0.99, 0.999]);
+            eprintln!(
+                "  gateway histogram ({name}, event timestamp -> socket write): {n} observations, p50 <= {:?} p99 <= {:?} p999 <= {:?} ms",
+                q[0], q[1], q[2]
+            );
+            o.insert("gateway_hist_count".into(), json!(n));
+            o.insert("gateway_hist_p50_ms".into(), json!(q[0]));
+            o.insert("gateway_hist_p99_ms".into(), json!(q[1]));
+            o.insert("gateway_hist_p999_ms".into(), json!(q[2]));
+        }
+        (_, Err(e)) => eprintln!("  gateway histogram: {e}"),
+        (None, _) => eprintln!("  gateway histogram: no first scrape"),
+    }
 }

@@ -25,6 +25,8 @@ pub struct Shared {
     pub first_error: Mutex<Option<String>>,
     pub stop: AtomicBool,
     pub record: AtomicBool,
+    /// Trade-watch mode: a MESSAGE without a token is a trade, timed by its `"ts"`.
+    pub trades: bool,
 }
 
 impl Shared {

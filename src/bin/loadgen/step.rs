@@ -29,6 +29,8 @@ pub struct Run {
     pub scfg: Arc<SubCfg>,
     /// host:port of the WebSocket URL (the gateway's /metrics is there by default).
     pub hostport: String,
+    /// The plain Kafka consumer's latencies (`--kafka-plain`).
+    pub plain: Option<Arc<crate::hist::Hist>>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]

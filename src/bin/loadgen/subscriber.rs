@@ -115,6 +115,17 @@ pub async fn subscriber(
                     }
                     last_seq = Some(seq);
                 });
+                if n == 0 && sh.trades && skip_eols(p).starts_with(b"MESSAGE") {
+                    // One WebSocket message may carry several MESSAGE frames (batching).
+                    let now_ms = unix_ms();
+                    for ts in trade_ts_ms(p) {
+                        n += 1;
+                        if record {
+                            let age_ms = now_ms.saturating_sub(ts);
+                            sh.hist.record(age_ms.saturating_mul(1_000_000));
+                        }
+                    }
+                }
                 if n > 0 {
                     counter.fetch_add(n, Relaxed);
                     sh.received.fetch_add(n, Relaxed);
@@ -153,5 +164,35 @@ pub async fn subscriber(
             }
             _ => {}
         }
+    }
+}
+
+/// The `"ts":<ms>` of every trade record in a WebSocket payload (the exchange's
+/// trade_timestamp), one per MESSAGE.
+pub fn trade_ts_ms(p: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    memchr::memmem::find_iter(p, b"\"ts\":").filter_map(|k| {
+        let k = k + 5;
+        let digits = p[k..].iter().take_while(|b| b.is_ascii_digit()).count();
+        std::str::from_utf8(&p[k..k + digits]).ok()?.parse().ok()
+    })
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_the_trade_timestamp() {
+        let p = b"MESSAGE\ndestination:/topic/market/KRW-BTC\n\n{\"market\":\"KRW-BTC\",\"price\":\"1\",\"ts\":1764660000123,\"trade_id\":\"7\"}\0";
+        let two = [&p[..], &p[..]].concat();
+        assert_eq!(
+            super::trade_ts_ms(&two).collect::<Vec<_>>(),
+            vec![1_764_660_000_123, 1_764_660_000_123]
+        );
+        assert_eq!(super::trade_ts_ms(b"MESSAGE\n\n{}\0").count(), 0);
     }
 }
