@@ -149,7 +149,9 @@ impl Session {
             m.connections_total.with_label_values(&[self.kind]).inc();
             tracing::info!(session = self.protocol.id, peer = %self.peer, transport = self.kind, "connection opened");
             let close = self.drive(&mut transport).await;
-            self.finish(&mut transport, close).await;
+            // Once per session, at its end: on the heap, so the idle future does not
+            // carry the room for it.
+            Box::pin(self.finish(&mut transport, close)).await;
         }
     }
 
@@ -261,6 +263,7 @@ impl Session {
             batch: s.ws_batch || self.kind == "tcp",
             max_bytes: s.max_write_bytes,
         };
+        let delivered = self.stats.delivered;
         let assembled = writer::assemble(
             &mut self.items,
             shape,
@@ -268,8 +271,13 @@ impl Session {
             &mut self.stats,
             &self.cx.metrics,
         );
-        if self.items.capacity() > KEEP_ITEMS {
+        if self.items.capacity() > KEEP_ITEMS || self.stats.delivered == delivered {
+            // Kept for a session that streams; after a burst, or after replies only
+            // (CONNECTED, RECEIPT, a heart-beat: an idle subscriber), given back.
             self.items = Vec::new();
+            if self.stats.delivered == delivered {
+                self.outbox.release_buffer();
+            }
         }
         if assembled.too_many_acks {
             return Err(Close::server(Disconnect::TooManyPendingAcks));
@@ -282,14 +290,17 @@ impl Session {
         let written = match futures::poll!(send.as_mut()) {
             std::task::Poll::Ready(r) => r,
             std::task::Poll::Pending => {
+                // On the heap: rare, and the session's future stays small without it.
                 let outbox = self.outbox.clone();
-                tokio::select! {
-                    written = tokio::time::timeout(timeout, send) => match written {
-                        Err(_) => return Err(Close::server(Disconnect::WriteTimeout)),
-                        Ok(r) => r,
-                    },
-                    reason = outbox.wait_closed() => return Err(Close::server(reason)),
-                }
+                Box::pin(async move {
+                    tokio::select! {
+                        written = tokio::time::timeout(timeout, send) => {
+                            written.map_err(|_| Close::server(Disconnect::WriteTimeout))
+                        }
+                        reason = outbox.wait_closed() => Err(Close::server(reason)),
+                    }
+                })
+                .await?
             }
         };
         if written.is_err() {

@@ -76,7 +76,8 @@ pub struct Protocol {
     /// Bytes of subscription ids and destinations held.
     sub_bytes: usize,
     pub acks: Acks,
-    transactions: Transactions,
+    /// Made on the first BEGIN (or transaction header): most sessions never open one.
+    transactions: Option<Box<Transactions>>,
     /// DISCONNECT was received: later frames are ignored.
     disconnecting: bool,
     pub heartbeat_out: Option<Duration>,
@@ -122,15 +123,23 @@ impl Protocol {
             subs: HashMap::new(),
             sub_bytes: 0,
             acks: Acks::new(s.max_pending_acks),
-            transactions: Transactions::new(
-                s.max_transactions,
-                s.max_transaction_ops,
-                s.max_transaction_bytes,
-            ),
+            transactions: None,
             disconnecting: false,
             heartbeat_out: None,
             heartbeat_in: None,
         }
+    }
+
+    /// The session's transactions, made on first use.
+    fn transactions(&mut self, cx: &SessionContext) -> &mut Transactions {
+        self.transactions.get_or_insert_with(|| {
+            let s = &cx.settings;
+            Box::new(Transactions::new(
+                s.max_transactions,
+                s.max_transaction_ops,
+                s.max_transaction_bytes,
+            ))
+        })
     }
 
     /// The negotiated version (1.2 until CONNECT).
@@ -364,7 +373,7 @@ impl Protocol {
         }
         if let Some(tx) = frame.header("transaction") {
             // Refused before the record is built: an unknown transaction is the error.
-            self.transactions
+            self.transactions(cx)
                 .check(tx)
                 .map_err(|e| self.tx_error(cx, e, &frame))?;
         }
@@ -404,7 +413,7 @@ impl Protocol {
         };
         let record = with_traceparent(record, &frame);
         if let Some(tx) = frame.header("transaction") {
-            self.transactions
+            self.transactions(cx)
                 .stage(tx, TxOp::Send(record))
                 .map_err(|e| self.tx_error(cx, e, &frame))?;
             Protocol::receipt(&frame, out);
@@ -715,7 +724,7 @@ impl Protocol {
                 nack: frame.command == Command::Nack,
                 target,
             };
-            self.transactions
+            self.transactions(cx)
                 .stage(tx, op)
                 .map_err(|e| self.tx_error(cx, e, frame))?;
         } else if self.acks.ack(&target).is_err() {
@@ -732,7 +741,7 @@ impl Protocol {
         out: &mut Vec<Effect>,
     ) -> Result<(), Close> {
         let tx = self.required(cx, frame, "transaction")?;
-        self.transactions
+        self.transactions(cx)
             .begin(tx)
             .map_err(|e| self.tx_error(cx, e, frame))?;
         Protocol::receipt(frame, out);
@@ -749,7 +758,7 @@ impl Protocol {
     ) -> Result<(), Close> {
         let tx = self.required(cx, frame, "transaction")?;
         let ops = self
-            .transactions
+            .transactions(cx)
             .end(tx)
             .map_err(|e| self.tx_error(cx, e, frame))?;
         let mut acks = self.acks.clone();
@@ -789,7 +798,7 @@ impl Protocol {
         out: &mut Vec<Effect>,
     ) -> Result<(), Close> {
         let tx = self.required(cx, frame, "transaction")?;
-        self.transactions
+        self.transactions(cx)
             .end(tx)
             .map_err(|e| self.tx_error(cx, e, frame))?;
         Protocol::receipt(frame, out);
