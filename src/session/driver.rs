@@ -90,7 +90,6 @@ const KEEP_ITEMS: usize = 256;
 
 pub struct Session {
     cx: Arc<SessionContext>,
-    peer: SocketAddr,
     kind: &'static str,
     outbox: Arc<Outbox>,
     protocol: Protocol,
@@ -119,7 +118,6 @@ impl Session {
         let now = Instant::now();
         Session {
             cx,
-            peer,
             kind: "ws",
             outbox,
             protocol,
@@ -147,7 +145,7 @@ impl Session {
             let m = &self.cx.metrics;
             m.connections.inc();
             m.connections_total.with_label_values(&[self.kind]).inc();
-            tracing::info!(session = self.protocol.id, peer = %self.peer, transport = self.kind, "connection opened");
+            tracing::info!(session = self.protocol.id, peer = %self.protocol.peer, transport = self.kind, "connection opened");
             let close = self.drive(&mut transport).await;
             // Once per session, at its end: on the heap, so the idle future does not
             // carry the room for it.
@@ -612,7 +610,7 @@ impl Session {
         self.stats.flush();
         tracing::info!(
             session = self.protocol.id,
-            peer = %self.peer,
+            peer = %self.protocol.peer,
             transport = self.kind,
             reason = close.reason.label(),
             delivered = self.stats.delivered,

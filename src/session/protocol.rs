@@ -61,7 +61,7 @@ pub enum Effect {
 
 pub struct Protocol {
     pub id: u64,
-    peer: SocketAddr,
+    pub peer: SocketAddr,
     version: Option<Version>,
     user: String,
     /// The key that owns this session's chat messages (`sub:<subject>` or `conn:<random>`).
@@ -71,7 +71,8 @@ pub struct Protocol {
     upgrade_token: Option<String>,
     /// How long the session's token stays valid, from CONNECT or the last refresh.
     pub expires_in: Option<Duration>,
-    sends: TokenBucket,
+    /// Made on the first SEND (full, as it would be by then): subscribers never send.
+    sends: Option<Box<TokenBucket>>,
     subs: HashMap<String, Arc<Subscription>>,
     /// Bytes of subscription ids and destinations held.
     sub_bytes: usize,
@@ -119,7 +120,7 @@ impl Protocol {
             identity: None,
             upgrade_token,
             expires_in: None,
-            sends: TokenBucket::new(s.send_rate, s.send_burst),
+            sends: None,
             subs: HashMap::new(),
             sub_bytes: 0,
             acks: Acks::new(s.max_pending_acks),
@@ -353,7 +354,13 @@ impl Protocol {
         if destination == TOKEN_DESTINATION {
             return self.on_token_refresh(&frame, cx, out);
         }
-        if !self.sends.take() {
+        let sends = self.sends.get_or_insert_with(|| {
+            Box::new(TokenBucket::new(
+                cx.settings.send_rate,
+                cx.settings.send_burst,
+            ))
+        });
+        if !sends.take() {
             return Err(self.protocol_error(
                 cx,
                 "rate_limited",
