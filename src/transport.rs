@@ -52,6 +52,15 @@ impl Staging {
         }
     }
 
+    /// As `release`, then gives back the staging buffer when nothing is left in it: a
+    /// WebSocket message is usually whole frames, and an idle connection keeps no buffer.
+    fn release_all(&mut self, out: &mut BytesMut) {
+        self.release(out);
+        if self.bytes.is_empty() {
+            self.bytes = BytesMut::new();
+        }
+    }
+
     /// Moves every whole frame and heart-beat at the front of the staged bytes to `out`.
     fn release(&mut self, out: &mut BytesMut) {
         loop {
@@ -185,13 +194,13 @@ impl Transport {
                     None | Some(Ok(Message::Close(_))) => Ok(false),
                     Some(Ok(Message::Text(text))) => {
                         append_text(&mut staged.bytes, text.as_str(), typed);
-                        staged.release(buf);
+                        staged.release_all(buf);
                         Ok(true)
                     }
                     Some(Ok(Message::Binary(data))) => {
                         typed.get_or_insert(false);
                         staged.bytes.extend_from_slice(&data);
-                        staged.release(buf);
+                        staged.release_all(buf);
                         Ok(true)
                     }
                     // Pings are answered by the WebSocket layer; they count as liveness.

@@ -186,6 +186,14 @@ impl Outbox {
         inner.closed
     }
 
+    /// Gives back the queue's buffer if it is empty (an idle session keeps none).
+    pub fn release_buffer(&self) {
+        let mut inner = self.inner.lock().expect("outbox lock poisoned");
+        if inner.queue.is_empty() {
+            inner.queue = VecDeque::new();
+        }
+    }
+
     /// Closes the outbox: later pushes are dropped and the writer is woken.
     pub fn close(&self, reason: Disconnect) {
         let mut inner = self.inner.lock().expect("outbox lock poisoned");

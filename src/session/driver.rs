@@ -47,20 +47,55 @@ enum Pending {
 
 type PendingFuture = Pin<Box<dyn Future<Output = Pending> + Send>>;
 
+/// What woke the session's loop.
+enum Event {
+    Shutdown,
+    Outbox,
+    Read(Result<bool, String>),
+    Pending(Pending),
+    Timer,
+}
+
+/// The acknowledgements and receipts the session waits for, in order. Most sessions (a
+/// dashboard that only subscribes) never wait for one, so the queue, two allocations of
+/// its own, is made on first use and given back when it empties.
+#[derive(Default)]
+struct PendingQueue(Option<Box<FuturesOrdered<PendingFuture>>>);
+
+impl PendingQueue {
+    fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|q| q.is_empty())
+    }
+
+    fn push_back(&mut self, future: PendingFuture) {
+        self.0
+            .get_or_insert_with(|| Box::new(FuturesOrdered::new()))
+            .push_back(future);
+    }
+
+    /// The next settled item; `None` (at once) when nothing is waited for.
+    async fn next(&mut self) -> Option<Pending> {
+        let queue = self.0.as_mut()?;
+        let done = queue.next().await;
+        if queue.is_empty() {
+            self.0 = None;
+        }
+        done
+    }
+}
+
 /// Above this many items of capacity, the drain buffer is given back after a flush, so a
 /// burst does not leave every session holding its peak.
 const KEEP_ITEMS: usize = 256;
 
 pub struct Session {
     cx: Arc<SessionContext>,
-    peer: SocketAddr,
     kind: &'static str,
     outbox: Arc<Outbox>,
     protocol: Protocol,
-    pending: FuturesOrdered<PendingFuture>,
+    pending: PendingQueue,
     read_buf: BytesMut,
     items: Vec<Out>,
-    effects: Vec<Effect>,
     /// Timer intervals changed (CONNECT, token refresh): the loop re-arms its timer.
     rearm: bool,
     last_read: Instant,
@@ -83,14 +118,12 @@ impl Session {
         let now = Instant::now();
         Session {
             cx,
-            peer,
             kind: "ws",
             outbox,
             protocol,
-            pending: FuturesOrdered::new(),
+            pending: PendingQueue::default(),
             read_buf: BytesMut::new(),
             items: Vec::new(),
-            effects: Vec::new(),
             rearm: false,
             last_read: now,
             last_write: now,
@@ -101,14 +134,23 @@ impl Session {
     }
 
     /// Runs the session to its end and cleans up.
-    pub async fn run(mut self, mut transport: Transport) {
-        self.kind = transport.kind();
-        let m = &self.cx.metrics;
-        m.connections.inc();
-        m.connections_total.with_label_values(&[self.kind]).inc();
-        tracing::info!(session = self.protocol.id, peer = %self.peer, transport = self.kind, "connection opened");
-        let close = self.drive(&mut transport).await;
-        self.finish(&mut transport, close).await;
+    ///
+    /// Not an `async fn`: that would keep the session and the transport twice in the
+    /// future (once as arguments, once as the body's own), hundreds of bytes per
+    /// connection. The block below works on what it captured.
+    #[allow(clippy::manual_async_fn)]
+    pub fn run(mut self, mut transport: Transport) -> impl Future<Output = ()> + Send {
+        async move {
+            self.kind = transport.kind();
+            let m = &self.cx.metrics;
+            m.connections.inc();
+            m.connections_total.with_label_values(&[self.kind]).inc();
+            tracing::info!(session = self.protocol.id, peer = %self.protocol.peer, transport = self.kind, "connection opened");
+            let close = self.drive(&mut transport).await;
+            // Once per session, at its end: on the heap, so the idle future does not
+            // carry the room for it.
+            Box::pin(self.finish(&mut transport, close)).await;
+        }
     }
 
     async fn drive(&mut self, transport: &mut Transport) -> Close {
@@ -126,37 +168,34 @@ impl Session {
                 sleep.as_mut().reset(self.next_deadline());
                 rearm = false;
             }
-            tokio::select! {
-                _ = &mut shutdown => {
-                    return Close::quiet(Disconnect::ShuttingDown);
+            // The select only says what happened; the work (a flush that may wait on the
+            // socket) runs after its futures are gone, so the session's future holds either
+            // those or the flush, not both.
+            let event = tokio::select! {
+                _ = &mut shutdown => Event::Shutdown,
+                _ = self.outbox.ready() => Event::Outbox,
+                read = transport.recv(&mut self.read_buf) => Event::Read(read),
+                Some(done) = self.pending.next(), if !self.pending.is_empty() => Event::Pending(done),
+                _ = &mut sleep => Event::Timer,
+            };
+            let handled = match event {
+                Event::Shutdown => return Close::quiet(Disconnect::ShuttingDown),
+                Event::Outbox => self.flush(transport).await,
+                Event::Read(Ok(true)) => {
+                    self.last_read = Instant::now();
+                    self.process_input()
                 }
-                _ = self.outbox.ready() => {
-                    if let Err(close) = self.flush(transport).await {
-                        return close;
-                    }
+                Event::Read(Ok(false) | Err(_)) => {
+                    return Close::quiet(Disconnect::TransportClosed);
                 }
-                read = transport.recv(&mut self.read_buf) => {
-                    match read {
-                        Ok(true) => {
-                            self.last_read = Instant::now();
-                            if let Err(close) = self.process_input() {
-                                return close;
-                            }
-                        }
-                        Ok(false) | Err(_) => return Close::quiet(Disconnect::TransportClosed),
-                    }
-                }
-                Some(done) = self.pending.next(), if !self.pending.is_empty() => {
-                    if let Err(close) = self.on_pending(done) {
-                        return close;
-                    }
-                }
-                _ = &mut sleep => {
+                Event::Pending(done) => self.on_pending(done),
+                Event::Timer => {
                     rearm = true;
-                    if let Err(close) = self.on_timer() {
-                        return close;
-                    }
+                    self.on_timer()
                 }
+            };
+            if let Err(close) = handled {
+                return close;
             }
         }
     }
@@ -222,6 +261,7 @@ impl Session {
             batch: s.ws_batch || self.kind == "tcp",
             max_bytes: s.max_write_bytes,
         };
+        let delivered = self.stats.delivered;
         let assembled = writer::assemble(
             &mut self.items,
             shape,
@@ -229,8 +269,13 @@ impl Session {
             &mut self.stats,
             &self.cx.metrics,
         );
-        if self.items.capacity() > KEEP_ITEMS {
+        if self.items.capacity() > KEEP_ITEMS || self.stats.delivered == delivered {
+            // Kept for a session that streams; after a burst, or after replies only
+            // (CONNECTED, RECEIPT, a heart-beat: an idle subscriber), given back.
             self.items = Vec::new();
+            if self.stats.delivered == delivered {
+                self.outbox.release_buffer();
+            }
         }
         if assembled.too_many_acks {
             return Err(Close::server(Disconnect::TooManyPendingAcks));
@@ -243,14 +288,17 @@ impl Session {
         let written = match futures::poll!(send.as_mut()) {
             std::task::Poll::Ready(r) => r,
             std::task::Poll::Pending => {
+                // On the heap: rare, and the session's future stays small without it.
                 let outbox = self.outbox.clone();
-                tokio::select! {
-                    written = tokio::time::timeout(timeout, send) => match written {
-                        Err(_) => return Err(Close::server(Disconnect::WriteTimeout)),
-                        Ok(r) => r,
-                    },
-                    reason = outbox.wait_closed() => return Err(Close::server(reason)),
-                }
+                Box::pin(async move {
+                    tokio::select! {
+                        written = tokio::time::timeout(timeout, send) => {
+                            written.map_err(|_| Close::server(Disconnect::WriteTimeout))
+                        }
+                        reason = outbox.wait_closed() => Err(Close::server(reason)),
+                    }
+                })
+                .await?
             }
         };
         if written.is_err() {
@@ -270,6 +318,16 @@ impl Session {
 
     /// Parses and handles every whole frame in the read buffer.
     fn process_input(&mut self) -> Result<(), Close> {
+        let handled = self.process_frames();
+        if self.read_buf.is_empty() {
+            // Everything read is parsed: an idle connection keeps no read buffer.
+            self.read_buf = BytesMut::new();
+        }
+        handled
+    }
+
+    fn process_frames(&mut self) -> Result<(), Close> {
+        let mut effects = Vec::new();
         loop {
             let version = self.protocol.version();
             let parsed = parse(&mut self.read_buf, version, &self.cx.settings.frame_limits);
@@ -277,12 +335,10 @@ impl Session {
                 Ok(None) => return Ok(()),
                 Ok(Some(Parsed::Heartbeat)) => continue,
                 Ok(Some(Parsed::Frame(frame))) => {
-                    let mut effects = std::mem::take(&mut self.effects);
                     let handled = self.protocol.on_frame(frame, &self.cx, &mut effects);
                     for effect in effects.drain(..) {
                         self.apply(effect);
                     }
-                    self.effects = effects;
                     handled?;
                 }
                 Err(e) => {
@@ -554,7 +610,7 @@ impl Session {
         self.stats.flush();
         tracing::info!(
             session = self.protocol.id,
-            peer = %self.peer,
+            peer = %self.protocol.peer,
             transport = self.kind,
             reason = close.reason.label(),
             delivered = self.stats.delivered,

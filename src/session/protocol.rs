@@ -61,7 +61,7 @@ pub enum Effect {
 
 pub struct Protocol {
     pub id: u64,
-    peer: SocketAddr,
+    pub peer: SocketAddr,
     version: Option<Version>,
     user: String,
     /// The key that owns this session's chat messages (`sub:<subject>` or `conn:<random>`).
@@ -71,12 +71,14 @@ pub struct Protocol {
     upgrade_token: Option<String>,
     /// How long the session's token stays valid, from CONNECT or the last refresh.
     pub expires_in: Option<Duration>,
-    sends: TokenBucket,
+    /// Made on the first SEND (full, as it would be by then): subscribers never send.
+    sends: Option<Box<TokenBucket>>,
     subs: HashMap<String, Arc<Subscription>>,
     /// Bytes of subscription ids and destinations held.
     sub_bytes: usize,
     pub acks: Acks,
-    transactions: Transactions,
+    /// Made on the first BEGIN (or transaction header): most sessions never open one.
+    transactions: Option<Box<Transactions>>,
     /// DISCONNECT was received: later frames are ignored.
     disconnecting: bool,
     pub heartbeat_out: Option<Duration>,
@@ -118,19 +120,27 @@ impl Protocol {
             identity: None,
             upgrade_token,
             expires_in: None,
-            sends: TokenBucket::new(s.send_rate, s.send_burst),
+            sends: None,
             subs: HashMap::new(),
             sub_bytes: 0,
             acks: Acks::new(s.max_pending_acks),
-            transactions: Transactions::new(
-                s.max_transactions,
-                s.max_transaction_ops,
-                s.max_transaction_bytes,
-            ),
+            transactions: None,
             disconnecting: false,
             heartbeat_out: None,
             heartbeat_in: None,
         }
+    }
+
+    /// The session's transactions, made on first use.
+    fn transactions(&mut self, cx: &SessionContext) -> &mut Transactions {
+        self.transactions.get_or_insert_with(|| {
+            let s = &cx.settings;
+            Box::new(Transactions::new(
+                s.max_transactions,
+                s.max_transaction_ops,
+                s.max_transaction_bytes,
+            ))
+        })
     }
 
     /// The negotiated version (1.2 until CONNECT).
@@ -344,7 +354,13 @@ impl Protocol {
         if destination == TOKEN_DESTINATION {
             return self.on_token_refresh(&frame, cx, out);
         }
-        if !self.sends.take() {
+        let sends = self.sends.get_or_insert_with(|| {
+            Box::new(TokenBucket::new(
+                cx.settings.send_rate,
+                cx.settings.send_burst,
+            ))
+        });
+        if !sends.take() {
             return Err(self.protocol_error(
                 cx,
                 "rate_limited",
@@ -364,7 +380,7 @@ impl Protocol {
         }
         if let Some(tx) = frame.header("transaction") {
             // Refused before the record is built: an unknown transaction is the error.
-            self.transactions
+            self.transactions(cx)
                 .check(tx)
                 .map_err(|e| self.tx_error(cx, e, &frame))?;
         }
@@ -404,7 +420,7 @@ impl Protocol {
         };
         let record = with_traceparent(record, &frame);
         if let Some(tx) = frame.header("transaction") {
-            self.transactions
+            self.transactions(cx)
                 .stage(tx, TxOp::Send(record))
                 .map_err(|e| self.tx_error(cx, e, &frame))?;
             Protocol::receipt(&frame, out);
@@ -715,7 +731,7 @@ impl Protocol {
                 nack: frame.command == Command::Nack,
                 target,
             };
-            self.transactions
+            self.transactions(cx)
                 .stage(tx, op)
                 .map_err(|e| self.tx_error(cx, e, frame))?;
         } else if self.acks.ack(&target).is_err() {
@@ -732,7 +748,7 @@ impl Protocol {
         out: &mut Vec<Effect>,
     ) -> Result<(), Close> {
         let tx = self.required(cx, frame, "transaction")?;
-        self.transactions
+        self.transactions(cx)
             .begin(tx)
             .map_err(|e| self.tx_error(cx, e, frame))?;
         Protocol::receipt(frame, out);
@@ -749,7 +765,7 @@ impl Protocol {
     ) -> Result<(), Close> {
         let tx = self.required(cx, frame, "transaction")?;
         let ops = self
-            .transactions
+            .transactions(cx)
             .end(tx)
             .map_err(|e| self.tx_error(cx, e, frame))?;
         let mut acks = self.acks.clone();
@@ -789,7 +805,7 @@ impl Protocol {
         out: &mut Vec<Effect>,
     ) -> Result<(), Close> {
         let tx = self.required(cx, frame, "transaction")?;
-        self.transactions
+        self.transactions(cx)
             .end(tx)
             .map_err(|e| self.tx_error(cx, e, frame))?;
         Protocol::receipt(frame, out);

@@ -27,7 +27,7 @@ pub struct Shape {
 /// showed in the fan-out profile. Created on the first delivery, so idle sessions carry none.
 #[derive(Default)]
 pub struct DelayStats {
-    local: Option<LocalHistogram>,
+    local: Option<Box<LocalHistogram>>,
     flushed_ms: i64,
     pub delivered: u64,
 }
@@ -119,7 +119,7 @@ pub fn assemble(
                 stats.delivered += 1;
                 stats
                     .local
-                    .get_or_insert_with(|| metrics.delivery_delay.local())
+                    .get_or_insert_with(|| Box::new(metrics.delivery_delay.local()))
                     .observe((now - msg.timestamp_ms).max(0) as f64 / 1000.0);
             }
         }
