@@ -195,23 +195,25 @@ fn markets(n: usize) -> Vec<String> {
 ///   session): the second `/topic/market/*` gets ERROR `already subscribed`, counted as
 ///   `duplicate_subscription`; without that check the 20 sessions would hold 5,120 wildcard
 ///   subscriptions and every trade would fan out 5,120 times into conflation lists;
-/// - the strongest shape left (one wildcard plus 255 exact markets, out of 500 markets, so
-///   each stalled session keeps ~750 conflation slots) must cost a hash lookup per push.
-///   At 1,500 trades/s that is ~45,000 pushes/s into lists of ~750 entries: a linear scan
-///   would be ~1.7 * 10^7 comparisons per second under the outbox locks the hub fans out
-///   through, which is what pushed the observer's trades late and few.
+/// - the strongest shape left (one wildcard plus 255 exact markets, out of 1,000 markets, so
+///   each stalled session keeps ~1,250 conflation slots) must cost a hash lookup per push.
+///   At 1,500 trades/s that is ~37,000 conflated pushes/s into lists of ~1,250 entries.
+///   Measured on this test with the index replaced by the old linear scan: gateway CPU
+///   0.74 s -> 1.92 s per 3 s window (with the index: 0.73 s -> 0.85 s), so the CPU bound
+///   below (1.5× the baseline + 0.3 s) fails without the index. The observer itself kept
+///   its rate on two cores either way; with fewer cores or more attackers it is what starves.
 ///
 /// The observer's trade count and median age under attack are compared with its own
 /// baseline measured just before, in the same process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflation_scan_does_not_starve_a_live_observer() {
-    let all = markets(500);
+    let all = markets(1000);
     let list = all.join(",");
     let gw = Gateway::spawn(&[
         "--demo-markets",
         &list,
         "--demo-rate",
-        "3",
+        "1.5",
         "--slow-consumer",
         "conflate",
         "--outbox-bytes",
@@ -290,7 +292,7 @@ async fn conflation_scan_does_not_starve_a_live_observer() {
     let conflated = gw.metric("stompgate_conflated_total").await - conflated_before;
     let rss_after = gw.rss_kib();
     println!(
-        "conflation scan, 20 stalled sessions x 256 subscriptions over 500 markets: observer {} trades in 3 s (median age {} ms, p90 {} ms, gateway CPU {cpu_base:?}) -> {} trades (median {} ms, p90 {} ms, gateway CPU {cpu_attack:?}); {conflated} ticks conflated meanwhile; RSS {} -> {} KiB",
+        "conflation scan, 20 stalled sessions x 256 subscriptions over 1000 markets: observer {} trades in 3 s (median age {} ms, p90 {} ms, gateway CPU {cpu_base:?}) -> {} trades (median {} ms, p90 {} ms, gateway CPU {cpu_attack:?}); {conflated} ticks conflated meanwhile; RSS {} -> {} KiB",
         baseline.count,
         baseline.median_ms,
         baseline.p90_ms,
@@ -320,6 +322,10 @@ async fn conflation_scan_does_not_starve_a_live_observer() {
         "observer median age {} -> {} ms",
         baseline.median_ms,
         attacked.median_ms
+    );
+    assert!(
+        cpu_attack <= cpu_base * 3 / 2 + Duration::from_millis(300),
+        "gateway CPU per 3 s {cpu_base:?} -> {cpu_attack:?}: conflation costs more than a lookup per push"
     );
     // 20 outboxes of 16 KiB plus ~750 conflated ticks each: a few MiB, never hundreds.
     assert!(
