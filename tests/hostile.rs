@@ -20,6 +20,10 @@ use stompgate::stomp::{Command, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The tests that compare an observer with its own baseline run one at a time: another
+/// test's gateway starting in the middle of a window would be counted as the attack's cost.
+static TIMED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The gateway binary on a free loopback port; killed when dropped.
 struct Gateway {
     child: Child,
@@ -207,6 +211,7 @@ fn markets(n: usize) -> Vec<String> {
 /// baseline measured just before, in the same process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflation_scan_does_not_starve_a_live_observer() {
+    let _one_at_a_time = TIMED.lock().await;
     let all = markets(1000);
     let list = all.join(",");
     let gw = Gateway::spawn(&[
@@ -352,6 +357,7 @@ async fn conflation_scan_does_not_starve_a_live_observer() {
 /// the latency half guards the observer, and the refusal half guards the list's size.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wildcard_churn_does_not_slow_other_clients() {
+    let _one_at_a_time = TIMED.lock().await;
     let gw = Gateway::spawn(&["--demo-rate", "5"]);
     let mut readers = Vec::new();
     for i in 0..500 {
