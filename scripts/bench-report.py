@@ -578,7 +578,15 @@ def main():
             continue
         x = a[key] / b[key] if hb else (b[key] / a[key] if a[key] else float("inf"))
         runs_noisy = any(noisy([r.get(key) for r in c.get("_runs") or []]) for c in (a, b))
-        if x >= 0.8:
+        now_runs = [r.get(key) for r in a.get("_runs") or [a] if r.get(key) is not None]
+        before_runs = [r.get(key) for r in b.get("_runs") or [b] if r.get(key) is not None]
+        # Every run worse than every run before it: a shift, not noise, even under 20%.
+        every_run_worse = bool(now_runs and before_runs) and (
+            max(now_runs) < min(before_runs) if hb else min(now_runs) > max(before_runs))
+        if x < 0.9 and every_run_worse:
+            word = (f"**worse in every run ({(1 - x) * 100:.0f}%): a regression, at the edge "
+                    f"of the 20% noise threshold**")
+        elif x >= 0.8:
             word = "**within noise or better**"
         elif runs_noisy:
             word = "**worse, but its runs moved more than 20%: not conclusive**"
