@@ -1,6 +1,7 @@
 //! The HTTP face of the gateway: `/ws` (STOMP over WebSocket), `/healthz`, `/readyz`,
-//! `/metrics`, `/api/stats` and the dashboard files. With `--internal-port`, `/metrics`
-//! and `/api/stats` move to a router of their own on that port.
+//! `/metrics`, `/api/stats`, the market registry and the dashboard files. With
+//! `--internal-port`, `/metrics`, `/api/stats` and the registry's changes move to a router
+//! of their own on that port (the public one keeps `GET /api/markets`).
 
 use crate::admission::Refusal;
 use crate::gateway::Gateway;
@@ -28,17 +29,16 @@ const READ_BUFFER_BYTES: usize = 256;
 struct StaticFiles;
 
 /// The public routes. With `--internal-port` the operator routes (`/metrics`,
-/// `/api/stats`) are left out: they are served by [`internal_router`] only.
+/// `/api/stats`, registry changes) are left out: they are served by [`internal_router`].
 pub fn router(gw: Arc<Gateway>) -> Router {
     let router = Router::new()
         .route("/ws", get(websocket))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .merge(crate::markets_api::routes());
+        .route("/readyz", get(readyz));
     let router = if gw.config.internal_port.is_none() {
-        operator_routes(router)
+        operator_routes(router).merge(crate::markets_api::routes())
     } else {
-        router
+        router.merge(crate::markets_api::read_only_routes())
     };
     let router = match &gw.config.static_dir {
         Some(_) => router.fallback(static_dir),
@@ -47,9 +47,11 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     router.with_state(gw)
 }
 
-/// The routes of `--internal-port`: metrics, stats and health, nothing clients use.
+/// The routes of `--internal-port`: metrics, stats, health and the market registry's
+/// changes, nothing clients use.
 pub fn internal_router(gw: Arc<Gateway>) -> Router {
     operator_routes(Router::new())
+        .merge(crate::markets_api::routes())
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })

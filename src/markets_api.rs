@@ -14,10 +14,30 @@ use axum::routing::{delete, get};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The whole registry API: reads and changes.
 pub fn routes() -> Router<Arc<Gateway>> {
     Router::new()
         .route("/api/markets", get(list).post(add))
         .route("/api/markets/{exchange}/{symbol}", delete(remove))
+}
+
+/// The public port's share when `--internal-port` is set: the list, and a refusal that
+/// says where changes go.
+pub fn read_only_routes() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/api/markets", get(list).post(internal_only))
+        .route("/api/markets/{exchange}/{symbol}", delete(internal_only))
+}
+
+async fn internal_only(State(gw): State<Arc<Gateway>>) -> Response {
+    refuse(
+        &gw,
+        StatusCode::NOT_FOUND,
+        "internal_only",
+        "registry changes are served on the internal port (--internal-port) only; \
+         send them there"
+            .into(),
+    )
 }
 
 /// A refusal: counted by reason, with a JSON body that says why and what to do.

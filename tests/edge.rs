@@ -342,7 +342,14 @@ async fn new_connections_per_second_per_address_get_429() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_port_serves_metrics_and_stats_alone() {
-    let gw = Gateway::spawn(&["--demo-rate", "0", "--internal-port", "0"]);
+    let gw = Gateway::spawn(&[
+        "--demo-rate",
+        "0",
+        "--internal-port",
+        "0",
+        "--admin-token",
+        "operator-secret",
+    ]);
     let internal = gw.internal.expect("internal address printed");
     for path in ["/metrics", "/api/stats"] {
         assert_eq!(http_get(gw.addr, path).await.0, 404, "public {path}");
@@ -353,12 +360,51 @@ async fn internal_port_serves_metrics_and_stats_alone() {
     }
     assert_eq!(http_get(internal, "/ws").await.0, 404);
     assert_eq!(http_get(internal, "/").await.0, 404);
+    // The registry: read on the public port, changed on the internal one only.
+    assert_eq!(http_get(gw.addr, "/api/markets").await.0, 200);
+    let body = r#"{"exchange":"upbit","symbol":"KRW-ADA"}"#;
+    let (status, text) = http_request(gw.addr, "POST", "/api/markets", body).await;
+    assert_eq!(status, 404, "public POST /api/markets: {text}");
+    assert!(
+        text.contains("internal port"),
+        "the refusal says where: {text}"
+    );
+    let (status, _) = http_request(gw.addr, "DELETE", "/api/markets/upbit/KRW-BTC", "").await;
+    assert_eq!(status, 404, "public DELETE");
+    let (status, text) = http_request(internal, "POST", "/api/markets", body).await;
+    assert_eq!(status, 201, "internal POST /api/markets: {text}");
+    assert!(
+        http_get(gw.addr, "/api/markets")
+            .await
+            .1
+            .contains("KRW-ADA")
+    );
     let mut c = Client::connect(gw.addr, "alice").await;
     c.send("DISCONNECT\n\n\0").await;
     // Without the flag they stay public.
     let open = Gateway::spawn(&["--demo-rate", "0"]);
     assert_eq!(http_get(open.addr, "/metrics").await.0, 200);
     assert_eq!(http_get(open.addr, "/api/stats").await.0, 200);
+}
+
+/// One HTTP request with the test's admin token; status and body.
+async fn http_request(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer operator-secret\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
 }
 
 /// A chat SEND with a receipt, round trip in ms (receipt and own echo).
