@@ -243,10 +243,13 @@ impl Framer {
     }
 }
 
-/// A `content-length` value: decimal digits only (surrounding spaces tolerated); `+2`,
-/// `-1`, `0x10` and overflowing values are not lengths.
+/// A `content-length` value: decimal digits only, with spaces around them tolerated; `+2`,
+/// `-1`, `0x10`, overflowing values and other whitespace (a tab, a carriage return) are not
+/// lengths. Only spaces: the framer reads the raw bytes, and a carriage return inside a 1.2
+/// value would be re-sent escaped (`\r`), turning a frame this parser accepted into one it
+/// refuses.
 fn content_length(raw: &[u8]) -> Option<usize> {
-    let text = std::str::from_utf8(raw).ok()?.trim();
+    let text = std::str::from_utf8(raw).ok()?.trim_matches(' ');
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
