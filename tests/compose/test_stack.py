@@ -5,7 +5,8 @@ scripts/compose-test.sh installs and starts the engine, builds the images, runs
 the stack: the failure checks (a broker stopped, a gateway killed) come after the checks of
 the healthy stack, and the last test takes it all down. Every client goes through nginx on
 :8080 except where a check needs one replica: gateway-a and gateway-b are published on
-127.0.0.1:8091 and :8092. Each failure check prints what it saw. The killed gateway's
+127.0.0.1:8091 and :8092, their internal ports (metrics, /api/stats) on :9191 and :9192.
+Each failure check prints what it saw. The killed gateway's
 clients resume on the other replica with `x-resume-after` (docs/CONTRACT.md, continuity),
 checked against a control subscriber for trades lost or duplicated.
 """
@@ -19,6 +20,9 @@ import pytest
 from gateway_support import REPO, StompClient, http_get, wait_until
 
 NGINX, GATEWAY_A, GATEWAY_B = 8080, 8091, 8092
+# each replica's --internal-port (9091 in the container)
+INTERNAL = {GATEWAY_A: 9191, GATEWAY_B: 9192}
+OBSERVABILITY = {"prometheus", "blackbox", "grafana"}
 MARKET = "KRW-BTC"
 TOPIC = f"/topic/market/{MARKET}"
 
@@ -76,9 +80,29 @@ def max_gap(c: StompClient, since_ms: int) -> float:
 
 
 def stats(port: int) -> dict:
-    status, body = http_get(port, "/api/stats")
-    assert status == 200, f"/api/stats on :{port}: {status}"
+    """A replica's /api/stats, read on its internal port."""
+    status, body = http_get(INTERNAL[port], "/api/stats")
+    assert status == 200, f"/api/stats on :{INTERNAL[port]}: {status}"
     return json.loads(body)
+
+
+def test_profiles_keep_optional_services_out_of_a_plain_up():
+    plain = set(compose("config", "--services").split())
+    assert "kafka-ui" not in plain and not OBSERVABILITY & plain, plain
+    full = set(compose("--profile", "observability", "--profile", "ui", "config", "--services").split())
+    assert OBSERVABILITY | {"kafka-ui"} <= full, full
+    running = set(compose("ps", "--services").split())
+    assert not OBSERVABILITY & running and "kafka-ui" not in running, running
+
+
+def test_operator_endpoints_only_on_the_internal_port():
+    for port in (NGINX, GATEWAY_A, GATEWAY_B):
+        for path in ("/metrics", "/api/stats"):
+            status, _ = http_get(port, path)
+            assert status == 404, f"public {path} on :{port}: {status}, expected 404"
+    for port in INTERNAL.values():
+        status, body = http_get(port, "/metrics")
+        assert status == 200 and b"stompgate_" in body, f"/metrics on :{port}: {status}"
 
 
 def test_dashboard_and_readyz_through_nginx():
