@@ -53,8 +53,8 @@ node_counts() {
   awk '/^# pass / { p += $3 } /^# fail / { f += $3 } END { print p + 0, f + 0 }' "$1"
 }
 pytest_counts() {
-  tail -3 "$1" | awk '{ for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^(failed|error)/) f += $i } }
-       END { print p + 0, f + 0 }'
+  tail -3 "$1" | awk '{ for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^(failed|error)/) f += $i; if ($(i+1) ~ /^skipped/) s += $i } }
+       END { print p + 0, f + 0, s + 0 }'
 }
 fuzz_counts() { grep -q "without a crash" "$1" && echo "1 0" || echo "0 1"; }
 deny_counts() { grep -q "bans ok, licenses ok, sources ok" "$1" && echo "1 0" || echo "0 1"; }

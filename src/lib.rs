@@ -65,4 +65,5 @@ pub mod route;
 pub mod server;
 pub mod session;
 pub mod stomp;
+pub mod trace;
 pub mod transport;

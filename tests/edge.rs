@@ -5,91 +5,27 @@
 
 mod common;
 
+use common::process::GatewayProcess;
 use common::{Client, http_get, metric};
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 use stompgate::stomp::Command;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-/// The gateway binary on free loopback ports; killed when dropped.
-struct Gateway {
-    child: Child,
-    addr: SocketAddr,
-    internal: Option<SocketAddr>,
+/// The gateway process, with the probes these tests make from addresses of their own.
+struct Gateway(GatewayProcess);
+
+impl std::ops::Deref for Gateway {
+    type Target = GatewayProcess;
+    fn deref(&self) -> &GatewayProcess {
+        &self.0
+    }
 }
 
 impl Gateway {
     fn spawn(args: &[&str]) -> Gateway {
-        // STOMPGATE_TEST_BIN runs the same attacks against another build (to compare).
-        let bin = std::env::var("STOMPGATE_TEST_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_stompgate").to_string());
-        let mut child = Process::new(bin)
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--drain-delay-ms",
-                "0",
-            ])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the stompgate binary starts");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut addr = None;
-        let mut internal = None;
-        let wants_internal = args.contains(&"--internal-port");
-        while addr.is_none() || (wants_internal && internal.is_none()) {
-            let mut line = String::new();
-            if out.read_line(&mut line).unwrap() == 0 {
-                panic!("the gateway exited before listening");
-            }
-            let parsed = line
-                .trim()
-                .rsplit("http://")
-                .next()
-                .and_then(|a| a.parse::<SocketAddr>().ok());
-            if line.contains("internal port") {
-                internal = parsed;
-            } else if line.contains("listening on") {
-                addr = parsed;
-            }
-        }
-        Gateway {
-            child,
-            addr: addr.unwrap(),
-            internal,
-        }
-    }
-
-    /// Resident memory of the gateway process, KiB.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    }
-
-    /// CPU time the gateway process used so far (user + system).
-    fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        Duration::from_millis(ticks * 10)
+        Gateway(GatewayProcess::spawn(args))
     }
 
     /// `/metrics`, asked from 127.0.0.3 (not an attacker's address).
@@ -127,13 +63,6 @@ impl Gateway {
             .ok()
             .flatten()
             .unwrap_or(false)
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -10,11 +10,10 @@
 
 mod common;
 
+use common::process::GatewayProcess;
 use common::{Client, metric};
 use futures::StreamExt;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 use stompgate::stomp::{Command, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,78 +23,21 @@ use tokio::net::TcpStream;
 /// test's gateway starting in the middle of a window would be counted as the attack's cost.
 static TIMED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The gateway binary on a free loopback port; killed when dropped.
-struct Gateway {
-    child: Child,
-    addr: SocketAddr,
+/// The gateway process, with the probes these tests make.
+struct Gateway(GatewayProcess);
+
+impl std::ops::Deref for Gateway {
+    type Target = GatewayProcess;
+    fn deref(&self) -> &GatewayProcess {
+        &self.0
+    }
 }
 
 impl Gateway {
     fn spawn(args: &[&str]) -> Gateway {
-        // STOMPGATE_TEST_BIN runs the same attacks against another build (to compare).
-        let bin = std::env::var("STOMPGATE_TEST_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_stompgate").to_string());
-        let mut child = Process::new(bin)
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--drain-delay-ms",
-                "0",
-                // Every client of these tests comes from 127.0.0.1.
-                "--connect-rate-per-ip",
-                "0",
-            ])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the stompgate binary starts");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut addr = None;
-        while addr.is_none() {
-            let mut line = String::new();
-            if out.read_line(&mut line).unwrap() == 0 {
-                panic!("the gateway exited before listening");
-            }
-            if line.contains("listening on") {
-                addr = line
-                    .trim()
-                    .rsplit("http://")
-                    .next()
-                    .and_then(|a| a.parse::<SocketAddr>().ok());
-            }
-        }
-        Gateway {
-            child,
-            addr: addr.unwrap(),
-        }
-    }
-
-    /// Resident memory of the gateway process, KiB.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    }
-
-    /// CPU time the gateway process used so far (user + system).
-    fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        Duration::from_millis(ticks * 10)
+        // Every client of these tests comes from 127.0.0.1.
+        let args = [&["--connect-rate-per-ip", "0"], args].concat();
+        Gateway(GatewayProcess::spawn(&args))
     }
 
     async fn get(&self, path: &str) -> (u16, String) {
@@ -131,13 +73,6 @@ impl Gateway {
     /// `/healthz` answers 200 within two seconds.
     async fn healthy(&self) -> bool {
         self.get("/healthz").await.0 == 200
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -18,6 +18,7 @@ use crate::hub::Replay;
 use crate::hub::subscription::{AckMode, Subscription};
 use crate::route::Senders;
 use crate::stomp::{Command, Frame, Version};
+use crate::trace::{TRACEPARENT, valid_traceparent};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -816,19 +817,10 @@ impl Protocol {
 /// Carries a W3C `traceparent` header from the SEND to the produced record, so a trace can
 /// cross the gateway. A malformed value is dropped, not forwarded.
 fn with_traceparent(mut record: OutboundRecord, frame: &Frame) -> OutboundRecord {
-    if let Some(tp) = frame.header("traceparent").filter(|v| valid_traceparent(v)) {
-        record.headers.push(("traceparent".into(), tp.to_string()));
+    if let Some(tp) = frame.header(TRACEPARENT).filter(|v| valid_traceparent(v)) {
+        record.headers.push((TRACEPARENT.into(), tp.to_string()));
     }
     record
-}
-
-/// `version-traceid-parentid-flags`: 2, 32, 16 and 2 lowercase hex digits.
-pub fn valid_traceparent(v: &str) -> bool {
-    let parts: Vec<&str> = v.split('-').collect();
-    parts.len() == 4
-        && [2, 32, 16, 2].iter().zip(&parts).all(|(n, p)| {
-            p.len() == *n && p.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        })
 }
 
 #[cfg(test)]

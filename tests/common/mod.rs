@@ -2,6 +2,8 @@
 //! on tokio-tungstenite that sends exact bytes and parses what comes back.
 #![allow(dead_code)]
 
+pub mod process;
+
 use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
 use std::net::SocketAddr;

@@ -5,14 +5,12 @@
 // MESSAGE carrying the latency token, never ERROR.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { resolve } from 'node:path';
 import { WebSocket } from 'ws';
 import {
   command, connectFrame, latencyBody, latencyTokens, sendFrame, subscribeFrame,
 } from '../../k6/stomp.js';
+import { startGateway, stopGateway } from './gateway.mjs';
 
-const BIN = resolve(process.env.STOMPGATE_BIN ?? '../../target/debug/stompgate');
 // The scripts' defaults: connect-storm.js subscribes DEST; fanout-latency.js subscribes
 // SUB_DEST and SENDs to SEND_DEST for MARKET=K6-BENCH.
 const STORM_DEST = '/topic/market/KRW-BTC';
@@ -23,27 +21,12 @@ let gateway;
 let url;
 
 before(async () => {
-  gateway = await new Promise((ok, fail) => {
-    const proc = spawn(BIN, ['--port', '0', '--bind', '127.0.0.1', '--demo-rate', '0'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const timer = setTimeout(() => fail(new Error('gateway did not start within 20 s')), 20000);
-    proc.on('exit', (code) => fail(new Error(`gateway exited early (${code})`)));
-    proc.stdout.on('data', (chunk) => {
-      const m = /stompgate listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(chunk.toString());
-      if (m) {
-        clearTimeout(timer);
-        ok({ proc, port: Number(m[1]) });
-      }
-    });
-  });
-  url = `ws://127.0.0.1:${gateway.port}/ws`;
+  gateway = await startGateway(['--demo-rate', '0']);
+  ({ url } = gateway);
 });
 
 after(async () => {
-  const exited = new Promise((ok) => gateway.proc.once('exit', ok));
-  gateway.proc.kill('SIGTERM');
-  await Promise.race([exited, new Promise((ok) => setTimeout(ok, 10000))]);
+  await stopGateway(gateway);
 });
 
 /** A WebSocket as the k6 scripts open it, with every STOMP frame it receives queued. */

@@ -4,15 +4,13 @@
 // stays connected and keeps receiving trades past the first token's expiry.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { resolve } from 'node:path';
 import { WebSocket } from 'ws';
 import { Client } from '@stomp/stompjs';
+import { startGateway, stopGateway } from './gateway.mjs';
 
 Object.assign(globalThis, { WebSocket });
 
-const BIN = resolve(process.env.STOMPGATE_BIN ?? '../../target/debug/stompgate');
 const SECRET = 'a-node-test-secret-of-some-length';
 let gateway;
 let url;
@@ -30,32 +28,13 @@ function token(sub, seconds) {
   return { jwt: `${header}.${payload}.${sig}`, expMs: exp * 1000 };
 }
 
-function startGateway() {
-  return new Promise((ok, fail) => {
-    const args = ['--port', '0', '--bind', '127.0.0.1', '--demo-rate', '50', '--jwt-secret', SECRET];
-    const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-    const timer = setTimeout(() => fail(new Error('gateway did not start within 20 s')), 20000);
-    proc.on('exit', (code) => fail(new Error(`gateway exited early (${code})`)));
-    proc.stdout.on('data', (chunk) => {
-      const m = /stompgate listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(chunk.toString());
-      if (m) {
-        clearTimeout(timer);
-        ok({ proc, port: Number(m[1]) });
-      }
-    });
-  });
-}
-
 before(async () => {
-  gateway = await startGateway();
-  url = `ws://127.0.0.1:${gateway.port}/ws`;
+  gateway = await startGateway(['--demo-rate', '50', '--jwt-secret', SECRET]);
+  ({ url } = gateway);
 });
 
 after(async () => {
-  const exited = new Promise((ok) => gateway.proc.once('exit', ok));
-  gateway.proc.kill('SIGTERM');
-  const code = await Promise.race([exited, new Promise((ok) => setTimeout(() => ok('timeout'), 10000))]);
-  assert.equal(code, 0, 'gateway exits 0 on SIGTERM');
+  assert.equal(await stopGateway(gateway), 0, 'gateway exits 0 on SIGTERM');
 });
 
 function withTimeout(promise, ms, what) {

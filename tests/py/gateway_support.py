@@ -169,6 +169,11 @@ def gateways(tmp_path):
         return g.start()
 
     yield make
+    stop_all(made)
+
+
+def stop_all(made: list[Gateway]) -> None:
+    """Stops every gateway a test started (gracefully, else killed) and prints its log tail."""
     for g in made:
         try:
             g.terminate(10)

@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from gateway_support import Gateway, StompClient, gateway_bin, trade
+from gateway_support import Gateway, StompClient, gateway_bin, stop_all, trade
 
 SECRET = "a-jwt-secret-of-enough-length-for-routes"
 
@@ -118,14 +118,7 @@ def run_gateway(tmp_path, kafka):
         return made[-1]
 
     yield make
-    for g in made:
-        try:
-            g.terminate(10)
-        except AssertionError:
-            pass
-        finally:
-            g.kill()
-        print(g.log_tail(25))
+    stop_all(made)
 
 
 @pytest.fixture
