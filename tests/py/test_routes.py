@@ -195,7 +195,9 @@ def test_per_exchange_topics_reach_market_subscribers(kafka, run_gateway, client
     flow(kafka, book, sym, of("upbit"), one)
     h, b = one.find(lambda h, b: True)[0]
     assert h["destination"] == f"/topic/book/upbit/{sym}" and h["event-type"] == "book", h
-    assert everything.find(lambda h, b: h["destination"] == f"/topic/book/upbit/{sym}")
+    # The wildcard subscriber is another session: its copy may land a moment after `one`'s.
+    everything._wait(lambda: everything.find(
+        lambda h, b: h["destination"] == f"/topic/book/upbit/{sym}"), 10, "the book record")
 
     # A destination no route publishes to is refused, with the ones that exist.
     lost = clients(StompClient(gw.port, "lost"))
