@@ -5,19 +5,20 @@
 
 use crate::admission::Refusal;
 use crate::gateway::Gateway;
+use crate::handshake::Handshake;
 use crate::session::Session;
 use crate::stomp::Version;
 use crate::transport::{PingLimit, Transport};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use rust_embed::RustEmbed;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tower_service::Service;
 
 /// The initial read buffer of a WebSocket, in bytes.
@@ -78,9 +79,7 @@ fn refusal(r: Refusal) -> Response {
 async fn websocket(
     State(gw): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    uri: Uri,
-    ws: WebSocketUpgrade,
+    mut req: Request,
 ) -> Response {
     if gw.draining() {
         return (
@@ -89,9 +88,15 @@ async fn websocket(
         )
             .into_response();
     }
+    let protocols: Vec<&'static str> = Version::ALL.iter().rev().map(|v| v.subprotocol()).collect();
+    let handshake = match Handshake::check(&mut req, &protocols) {
+        Ok(h) => h,
+        Err(refused) => return refused.into_response(),
+    };
+    let (headers, uri) = (req.headers(), req.uri());
     let admission = gw.admission.clone();
-    let client_ip = admission.client_ip(peer.ip(), &headers);
-    if let Err(r) = admission.check_origin(&headers) {
+    let client_ip = admission.client_ip(peer.ip(), headers);
+    if let Err(r) = admission.check_origin(headers) {
         tracing::info!(%client_ip, reason = r.reason, "websocket refused: origin not allowed");
         return refusal(r);
     }
@@ -118,33 +123,33 @@ async fn websocket(
     // idle connection at 19,000 (loadgen --mode idle). The write buffer is bounded:
     // pongs and replies to a client that does not read stop there (tungstenite's default
     // is unbounded).
-    ws.protocols(Version::ALL.iter().rev().map(|v| v.subprotocol()))
+    let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_write_buffer_size(gw.config.ws_max_write_buffer_bytes)
-        .max_message_size(max_message)
-        .max_frame_size(max_message)
-        .on_upgrade(move |socket| async move {
-            let transport = Transport::websocket_limited(socket, pings, gw.config.frame_limits());
-            let ticket = match ticket {
-                Ok(t) => t,
-                Err(reason) => {
-                    tracing::info!(%client_ip, %reason, "websocket refused");
-                    admission.refuse(transport, reason).await;
-                    return;
-                }
-            };
-            let peer = SocketAddr::new(client_ip, peer.port());
-            let session = Session::new(gw.sessions_cx.clone(), peer, token);
-            // A task of its own, so the upgrade task ends here and frees what it held:
-            // awaited inside it, the session lived beside the upgrade's own state for the
-            // whole connection (~3 KB more per idle connection).
-            let run = Box::pin(session.run(transport));
-            gw.sessions.spawn(async move {
-                run.await;
-                drop(ticket);
-            });
-        })
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message));
+    handshake.accept(config, move |socket| async move {
+        let transport = Transport::websocket_limited(socket, pings, gw.config.frame_limits());
+        let ticket = match ticket {
+            Ok(t) => t,
+            Err(reason) => {
+                tracing::info!(%client_ip, %reason, "websocket refused");
+                admission.refuse(transport, reason).await;
+                return;
+            }
+        };
+        let peer = SocketAddr::new(client_ip, peer.port());
+        let session = Session::new(gw.sessions_cx.clone(), peer, token);
+        // A task of its own, so the upgrade task ends here and frees what it held:
+        // awaited inside it, the session lived beside the upgrade's own state for the
+        // whole connection (~3 KB more per idle connection).
+        let run = Box::pin(session.run(transport));
+        gw.sessions.spawn(async move {
+            run.await;
+            drop(ticket);
+        });
+    })
 }
 
 /// The value of `name` in a URL query string (`application/x-www-form-urlencoded`).

@@ -54,6 +54,7 @@ pub mod destination;
 pub mod disconnect;
 pub mod feed;
 pub mod gateway;
+pub mod handshake;
 pub mod http;
 pub mod hub;
 pub mod ingest;

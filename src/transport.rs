@@ -9,16 +9,25 @@
 //! library sends a lone command as its first message.
 
 use crate::disconnect::Disconnect;
+use crate::handshake::Socket;
 use crate::stomp::{Extent, Framer, Limits};
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
-use bytes::{Bytes, BytesMut};
-use futures::SinkExt;
+use bytes::BytesMut;
+use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+/// Bytes a WebSocket chunk keeps free at its start for the frame header (2, 4 or 10 bytes,
+/// written in place), so that a batch goes to the socket as one write without a copy.
+pub const WS_HEADROOM: usize = 10;
 
 pub enum Transport {
     WebSocket {
-        ws: Box<WebSocket>,
+        ws: Box<Socket>,
+        /// A data frame was cut off mid-write (a write timeout): nothing more may follow it.
+        torn: bool,
         /// Whether a person types the frames line by line (decided by the first message).
         typed: Option<bool>,
         /// Pings answered in the current second, against `--max-pings-per-second`.
@@ -149,16 +158,37 @@ fn append_text(buf: &mut BytesMut, text: &str, typed: &mut Option<bool>) {
     }
 }
 
-impl Transport {
-    pub fn websocket(ws: WebSocket) -> Transport {
-        Transport::websocket_limited(ws, PingLimit::default(), Limits::default())
-    }
+/// Writes a server (unmasked) WebSocket frame header for a final text or binary frame of
+/// `chunk[WS_HEADROOM..]` into the headroom, right-aligned; returns where the frame starts.
+fn frame_header(chunk: &mut [u8], text: bool) -> usize {
+    let len = chunk.len() - WS_HEADROOM;
+    let opcode = if text { 0x1 } else { 0x2 };
+    let mut header = [0u8; WS_HEADROOM];
+    header[0] = 0x80 | opcode;
+    let n = if len < 126 {
+        header[1] = len as u8;
+        2
+    } else if len <= u16::MAX as usize {
+        header[1] = 126;
+        header[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        4
+    } else {
+        header[1] = 127;
+        header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    };
+    let start = WS_HEADROOM - n;
+    chunk[start..WS_HEADROOM].copy_from_slice(&header[..n]);
+    start
+}
 
+impl Transport {
     /// A WebSocket whose client may send at most `pings` pings per second and frames
     /// within `limits`.
-    pub fn websocket_limited(ws: WebSocket, pings: PingLimit, limits: Limits) -> Transport {
+    pub fn websocket_limited(ws: Socket, pings: PingLimit, limits: Limits) -> Transport {
         Transport::WebSocket {
             ws: Box::new(ws),
+            torn: false,
             typed: None,
             pings,
             staged: Staging::new(limits),
@@ -170,6 +200,14 @@ impl Transport {
         Transport::Tcp {
             stream,
             staged: Staging::new(limits),
+        }
+    }
+
+    /// Bytes every chunk given to [`Transport::send_chunks`] keeps free at its start.
+    pub fn headroom(&self) -> usize {
+        match self {
+            Transport::WebSocket { .. } => WS_HEADROOM,
+            Transport::Tcp { .. } => 0,
         }
     }
 
@@ -189,8 +227,9 @@ impl Transport {
                 typed,
                 pings,
                 staged,
+                ..
             } => {
-                match ws.recv().await {
+                match ws.next().await {
                     None | Some(Ok(Message::Close(_))) => Ok(false),
                     Some(Ok(Message::Text(text))) => {
                         append_text(&mut staged.bytes, text.as_str(), typed);
@@ -205,7 +244,7 @@ impl Transport {
                     }
                     // Pings are answered by the WebSocket layer; they count as liveness.
                     Some(Ok(Message::Ping(_))) => pings.ping().map(|()| true),
-                    Some(Ok(Message::Pong(_))) => Ok(true),
+                    Some(Ok(Message::Pong(_) | Message::Frame(_))) => Ok(true),
                     Some(Err(e)) => Err(e.to_string()),
                 }
             }
@@ -226,34 +265,43 @@ impl Transport {
         }
     }
 
-    /// Writes `chunks` (each a WebSocket message, or contiguous bytes on TCP) and flushes once.
+    /// Writes `chunks` (each a WebSocket message, or contiguous bytes on TCP), each a frame
+    /// of the session itself: the headroom is added here.
     pub async fn send(&mut self, chunks: Vec<Vec<u8>>) -> Result<(), String> {
+        let room = self.headroom();
+        let chunks = chunks
+            .into_iter()
+            .map(|c| {
+                let mut v = vec![0; room];
+                v.extend_from_slice(&c);
+                v
+            })
+            .collect();
         self.send_chunks(chunks, false).await
     }
 
-    /// As `send`; `utf8` says every chunk is known to be UTF-8 (built from text the gateway
-    /// checked once per publication), so it goes as a text message without checking again.
-    /// Otherwise each chunk is checked: text when it is UTF-8, binary when not.
+    /// Writes `chunks`, each starting with [`Transport::headroom`] free bytes: on WebSocket
+    /// each is one message, its header written into the headroom and the whole frame
+    /// written to the socket from the chunk itself (tungstenite's own writes, pongs and the
+    /// close, are flushed first and never interleave with these). `utf8` says every chunk
+    /// is known to be UTF-8 (built from text the gateway checked once per publication), so
+    /// it goes as a text message without checking again; otherwise each chunk is checked:
+    /// text when it is UTF-8, binary when not.
     pub async fn send_chunks(&mut self, chunks: Vec<Vec<u8>>, utf8: bool) -> Result<(), String> {
         match self {
-            Transport::WebSocket { ws, .. } => {
-                for chunk in chunks {
-                    let message = if utf8 {
-                        // SAFETY: the writer sets `utf8` only when every frame in the chunk
-                        // is UTF-8 (see `session::writer::assemble`).
-                        Message::Text(Utf8Bytes::from(unsafe {
-                            String::from_utf8_unchecked(chunk)
-                        }))
-                    } else {
-                        let bytes = Bytes::from(chunk);
-                        match Utf8Bytes::try_from(bytes.clone()) {
-                            Ok(text) => Message::Text(text),
-                            Err(_) => Message::Binary(bytes),
-                        }
-                    };
-                    ws.feed(message).await.map_err(|e| e.to_string())?;
+            Transport::WebSocket { ws, torn, .. } => {
+                ws.flush().await.map_err(|e| e.to_string())?;
+                let io = ws.get_mut();
+                for mut chunk in chunks {
+                    let text = utf8 || std::str::from_utf8(&chunk[WS_HEADROOM..]).is_ok();
+                    let start = frame_header(&mut chunk, text);
+                    *torn = true;
+                    io.write_all(&chunk[start..])
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    *torn = false;
                 }
-                ws.flush().await.map_err(|e| e.to_string())
+                io.flush().await.map_err(|e| e.to_string())
             }
             Transport::Tcp { stream, .. } => {
                 for chunk in chunks {
@@ -268,16 +316,21 @@ impl Transport {
     /// (1001 going away on shutdown).
     pub async fn close(&mut self, reason: Disconnect) {
         match self {
-            Transport::WebSocket { ws, .. } => {
+            Transport::WebSocket { ws, torn, .. } => {
+                if *torn {
+                    // Half a frame is on the wire: a close frame would be read as its rest.
+                    let _ = ws.get_mut().shutdown().await;
+                    return;
+                }
                 let code = match reason {
-                    Disconnect::ShuttingDown => close_code::AWAY,
-                    Disconnect::ClientRequest | Disconnect::TransportClosed => close_code::NORMAL,
-                    Disconnect::ServerFull => close_code::AGAIN,
-                    _ => close_code::POLICY,
+                    Disconnect::ShuttingDown => CloseCode::Away,
+                    Disconnect::ClientRequest | Disconnect::TransportClosed => CloseCode::Normal,
+                    Disconnect::ServerFull => CloseCode::Again,
+                    _ => CloseCode::Policy,
                 };
                 let frame = CloseFrame {
                     code,
-                    reason: Utf8Bytes::from(reason.label()),
+                    reason: reason.label().into(),
                 };
                 let _ = ws.send(Message::Close(Some(frame))).await;
             }
@@ -299,6 +352,24 @@ mod tests {
             append_text(&mut buf, m, &mut typed);
         }
         String::from_utf8(buf.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn frame_headers_fit_the_headroom() {
+        for (len, header) in [
+            (0, vec![0x81, 0]),
+            (125, vec![0x81, 125]),
+            (126, vec![0x81, 126, 0, 126]),
+            (65_535, vec![0x81, 126, 0xff, 0xff]),
+            (65_536, vec![0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
+        ] {
+            let mut chunk = vec![0; WS_HEADROOM + len];
+            let start = frame_header(&mut chunk, true);
+            assert_eq!(&chunk[start..WS_HEADROOM], &header[..], "length {len}");
+        }
+        let mut chunk = vec![0; WS_HEADROOM + 3];
+        let start = frame_header(&mut chunk, false);
+        assert_eq!(&chunk[start..WS_HEADROOM], &[0x82, 3]);
     }
 
     #[test]

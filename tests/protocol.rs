@@ -28,6 +28,15 @@ async fn subscribers_receive_demo_trades_with_all_headers() {
 }
 
 #[tokio::test]
+async fn a_plain_request_to_the_websocket_path_is_told_what_to_send() {
+    let server = start(&[]).await;
+    let (status, body) = http_get(server.addr, "/ws").await;
+    assert_eq!(status, 426, "{body}");
+    assert!(body.contains("'Upgrade: websocket'"), "{body}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn subprotocols_are_negotiated() {
     let server = start(&[]).await;
     for (offered, chosen) in [

@@ -88,6 +88,11 @@ impl PendingQueue {
 /// burst does not leave every session holding its peak.
 const KEEP_ITEMS: usize = 256;
 
+/// A streaming session keeps its drain buffers between flushes; once nothing has been
+/// written for this long they are given back, so a session that stops streaming (after a
+/// burst, or a quiet market) holds none.
+const QUIET: Duration = Duration::from_secs(2);
+
 pub struct Session {
     cx: Arc<SessionContext>,
     kind: &'static str,
@@ -96,6 +101,9 @@ pub struct Session {
     pending: PendingQueue,
     read_buf: BytesMut,
     items: Vec<Out>,
+    /// The drain buffers (`items`, the outbox's queue) are kept for the next flush; given
+    /// back after [`QUIET`].
+    buffers_kept: bool,
     /// Timer intervals changed (CONNECT, token refresh): the loop re-arms its timer.
     rearm: bool,
     last_read: Instant,
@@ -124,6 +132,7 @@ impl Session {
             pending: PendingQueue::default(),
             read_buf: BytesMut::new(),
             items: Vec::new(),
+            buffers_kept: false,
             rearm: false,
             last_read: now,
             last_write: now,
@@ -211,7 +220,8 @@ impl Session {
             .protocol
             .heartbeat_in
             .map(|d| self.last_read + grace(d));
-        [out, inn, self.expires]
+        let quiet = self.buffers_kept.then(|| self.last_write + QUIET);
+        [out, inn, self.expires, quiet]
             .into_iter()
             .flatten()
             .min()
@@ -228,6 +238,11 @@ impl Session {
         }
         if self.expires.is_some_and(|at| now >= at) {
             return Err(Close::server(Disconnect::TokenExpired));
+        }
+        if self.buffers_kept && now >= self.last_write + QUIET {
+            self.items = Vec::new();
+            self.outbox.release_buffer();
+            self.buffers_kept = false;
         }
         if let Some(d) = self.protocol.heartbeat_in
             && now >= self.last_read + grace(d)
@@ -260,6 +275,7 @@ impl Session {
             version: self.protocol.version(),
             batch: s.ws_batch || self.kind == "tcp",
             max_bytes: s.max_write_bytes,
+            headroom: transport.headroom(),
         };
         let delivered = self.stats.delivered;
         let assembled = writer::assemble(
@@ -276,6 +292,11 @@ impl Session {
             if self.stats.delivered == delivered {
                 self.outbox.release_buffer();
             }
+        } else if !self.buffers_kept {
+            // Kept for the next flush: the timer gives them back once the session is quiet
+            // (an earlier deadline than any armed, so the timer is re-armed).
+            self.buffers_kept = true;
+            self.rearm = true;
         }
         if assembled.too_many_acks {
             return Err(Close::server(Disconnect::TooManyPendingAcks));

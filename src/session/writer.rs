@@ -21,6 +21,8 @@ pub struct Shape {
     pub batch: bool,
     /// Largest chunk built from several frames (a single larger frame is its own chunk).
     pub max_bytes: usize,
+    /// Bytes left free at the start of every chunk for the transport's frame header.
+    pub headroom: usize,
 }
 
 /// Delivery delays (publication timestamp → write), observed locally: per-message atomics
@@ -58,7 +60,8 @@ pub fn encode_reply(frame: &Frame, version: Version) -> Vec<u8> {
     out
 }
 
-/// Turns drained `items` into chunks (emptying `items`, keeping its capacity).
+/// Turns drained `items` into chunks, each starting with `shape.headroom` free bytes
+/// (emptying `items`, keeping its capacity).
 pub fn assemble(
     items: &mut Vec<Out>,
     shape: Shape,
@@ -81,8 +84,14 @@ pub fn assemble(
     } else {
         0
     };
+    let room = shape.headroom;
+    let fresh = |capacity: usize| {
+        let mut v = Vec::with_capacity(room + capacity);
+        v.resize(room, 0);
+        v
+    };
     let mut chunks = Vec::new();
-    let mut cur = Vec::with_capacity(first);
+    let mut cur = fresh(first);
     let mut bytes = 0;
     let now = now_ms();
     let mut too_many_acks = false;
@@ -124,16 +133,16 @@ pub fn assemble(
             }
         }
         bytes += cur.len() - start;
-        if !shape.batch || cur.len() >= shape.max_bytes {
+        if !shape.batch || cur.len() - room >= shape.max_bytes {
             let next = if shape.batch {
                 estimate.saturating_sub(bytes).min(shape.max_bytes)
             } else {
                 0
             };
-            chunks.push(std::mem::replace(&mut cur, Vec::with_capacity(next)));
+            chunks.push(std::mem::replace(&mut cur, fresh(next)));
         }
     }
-    if !cur.is_empty() {
+    if cur.len() > room {
         chunks.push(cur);
     }
     if stats.delivered > delivered_before && now - stats.flushed_ms >= 1000 {
@@ -189,6 +198,7 @@ mod tests {
             version: Version::V1_2,
             batch: true,
             max_bytes: 600,
+            headroom: 0,
         };
         let out = assemble(&mut items, shape, &mut acks, &mut stats, &Metrics::new());
         assert!(items.is_empty());
@@ -229,6 +239,7 @@ mod tests {
             version: Version::V1_1,
             batch: false,
             max_bytes: 1 << 16,
+            headroom: 10,
         };
         let out = assemble(
             &mut items,
@@ -238,7 +249,13 @@ mod tests {
             &Metrics::new(),
         );
         assert_eq!(out.chunks.len(), 2);
-        assert_eq!(out.chunks[1], b"\n");
+        // Each chunk starts with the headroom for the transport's frame header.
+        assert_eq!(out.chunks[1], b"\0\0\0\0\0\0\0\0\0\0\n");
+        assert!(out.chunks[0][10..].starts_with(b"MESSAGE\n"));
+        assert_eq!(
+            out.bytes,
+            out.chunks.iter().map(|c| c.len() - 10).sum::<usize>()
+        );
         assert!(out.utf8);
         let binary = Publication {
             destination: "/topic/market/X".into(),
