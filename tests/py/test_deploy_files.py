@@ -17,7 +17,7 @@ import sys
 import pytest
 import yaml
 
-from gateway_support import REPO
+from gateway_support import REPO, Gateway, http_get
 
 COMPOSE = REPO / "docker-compose.yml"
 
@@ -192,3 +192,25 @@ def test_feed_produces_contract_trades(kafka):
         assert isinstance(v["price"], str) and float(v["price"]) > 0
         assert isinstance(v["qty"], str) and float(v["qty"]) > 0
         assert v["side"] in ("buy", "sell") and isinstance(v["ts"], int)
+
+
+def test_k8s_configmap_settings_start_the_real_gateway(tmp_path):
+    # The ConfigMap's variables, as the Deployment hands them over, are settings the binary
+    # accepts (a renamed or refused variable stops the start); the operator endpoints are on
+    # the internal port only. Kafka is not reachable here: the replica serves, not ready.
+    import socket
+    env = dict(_k8s_objects()["ConfigMap"]["data"])
+    assert int(env["STOMPGATE_INTERNAL_PORT"]) != int(env["STOMPGATE_PORT"])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        internal = s.getsockname()[1]
+    # Loopback ports for the test: the public one is chosen by Gateway (--port 0).
+    env.update(STOMPGATE_INTERNAL_PORT=str(internal), STOMPGATE_KAFKA_BROKERS="127.0.0.1:9")
+    g = Gateway("k8s-env", tmp_path, [], env=env)
+    try:
+        g.start()
+        assert http_get(g.port, "/healthz")[0] == 200
+        assert http_get(g.port, "/metrics")[0] == 404
+        assert http_get(internal, "/metrics")[0] == 200
+    finally:
+        g.terminate()
