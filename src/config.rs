@@ -162,7 +162,7 @@ pub struct Config {
     pub memory_trim_interval_ms: u64,
 
     /// Largest WebSocket message (or TCP write) built from a batch of frames, in bytes; a
-    /// single larger frame goes alone. Bounds the write buffers a burst leaves behind.
+    /// single larger frame goes alone. Bounds what a session holds while a write is under way.
     #[arg(long, env = "STOMPGATE_MAX_WRITE_BYTES", default_value_t = 64 * 1024)]
     pub max_write_bytes: usize,
 
