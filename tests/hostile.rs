@@ -512,3 +512,58 @@ async fn subscriptions_with_huge_ids_are_bounded_by_bytes() {
     );
     assert!(gw.healthy().await);
 }
+
+/// Finding 2: ACKs staged in transactions that are never committed. Each ACK once kept its
+/// whole frame in the transaction, checked only at COMMIT: 8 transactions x 1,000 ACKs with
+/// 60 KB bodies took an anonymous session's gateway to 479 MB. Now an ACK is checked when it
+/// arrives and only the id it names is kept, and a transaction holds at most
+/// `--max-transaction-ops` operations. 4 sessions each stage 1,001 ACKs with 60 KB bodies
+/// (~240 MB sent, which the frames would cost held): the 1,001st gets ERROR `transaction
+/// too large` (counted), the gateway's memory stays far below what was sent, and it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_in_uncommitted_transactions_are_bounded() {
+    let gw = Gateway::spawn(&["--demo-rate", "200"]);
+    let rss_before = gw.rss_kib();
+    let before = gw.errors("transaction_too_large").await;
+    let body = "x".repeat(60_000);
+    let mut tasks = Vec::new();
+    for n in 0..4 {
+        let addr = gw.addr;
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(addr, &format!("tx{n}")).await;
+            c.send(
+                "SUBSCRIBE\nid:s\nack:client-individual\ndestination:/topic/market/KRW-BTC\n\n\0",
+            )
+            .await;
+            let m = c.expect(Command::Message).await;
+            let id = m.header("ack").expect("an ack header").to_string();
+            c.send("BEGIN\ntransaction:t\n\n\0").await;
+            let ack = format!("ACK\nid:{id}\ntransaction:t\n\n{body}\0");
+            for _ in 0..1001 {
+                use futures::SinkExt;
+                let message = tokio_tungstenite::tungstenite::Message::text(ack.as_str());
+                if c.ws.send(message).await.is_err() {
+                    break;
+                }
+            }
+            c.expect_error().await
+        }));
+    }
+    for t in tasks {
+        let e = t.await.unwrap();
+        assert_eq!(e.header("message"), Some("transaction too large"), "{e:?}");
+        assert!(String::from_utf8_lossy(&e.body).contains("COMMIT more often"));
+    }
+    let rss_after = gw.rss_kib();
+    println!(
+        "4 sessions x 1,001 staged ACKs with 60 KB bodies (~240 MB sent): all refused at the \
+         1,001st; RSS {rss_before} -> {rss_after} KiB"
+    );
+    assert_eq!(gw.errors("transaction_too_large").await - before, 4.0);
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "RSS {rss_before} -> {rss_after} KiB"
+    );
+    assert!(gw.healthy().await);
+}
