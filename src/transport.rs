@@ -28,6 +28,8 @@ pub enum Transport {
         ws: Box<Socket>,
         /// A data frame was cut off mid-write (a write timeout): nothing more may follow it.
         torn: bool,
+        /// A ping was read since the last flush: tungstenite may still hold its pong.
+        pong_owed: bool,
         /// Whether a person types the frames line by line (decided by the first message).
         typed: Option<bool>,
         /// Pings answered in the current second, against `--max-pings-per-second`.
@@ -189,6 +191,7 @@ impl Transport {
         Transport::WebSocket {
             ws: Box::new(ws),
             torn: false,
+            pong_owed: false,
             typed: None,
             pings,
             staged: Staging::new(limits),
@@ -227,6 +230,7 @@ impl Transport {
                 typed,
                 pings,
                 staged,
+                pong_owed,
                 ..
             } => {
                 match ws.next().await {
@@ -243,7 +247,10 @@ impl Transport {
                         Ok(true)
                     }
                     // Pings are answered by the WebSocket layer; they count as liveness.
-                    Some(Ok(Message::Ping(_))) => pings.ping().map(|()| true),
+                    Some(Ok(Message::Ping(_))) => {
+                        *pong_owed = true;
+                        pings.ping().map(|()| true)
+                    }
                     Some(Ok(Message::Pong(_) | Message::Frame(_))) => Ok(true),
                     Some(Err(e)) => Err(e.to_string()),
                 }
@@ -283,14 +290,23 @@ impl Transport {
     /// Writes `chunks`, each starting with [`Transport::headroom`] free bytes: on WebSocket
     /// each is one message, its header written into the headroom and the whole frame
     /// written to the socket from the chunk itself (tungstenite's own writes, pongs and the
-    /// close, are flushed first and never interleave with these). `utf8` says every chunk
+    /// close, go out before these and never interleave with them: a pong owed for a ping
+    /// read is flushed first). `utf8` says every chunk
     /// is known to be UTF-8 (built from text the gateway checked once per publication), so
     /// it goes as a text message without checking again; otherwise each chunk is checked:
     /// text when it is UTF-8, binary when not.
     pub async fn send_chunks(&mut self, chunks: Vec<Vec<u8>>, utf8: bool) -> Result<(), String> {
         match self {
-            Transport::WebSocket { ws, torn, .. } => {
-                ws.flush().await.map_err(|e| e.to_string())?;
+            Transport::WebSocket {
+                ws,
+                torn,
+                pong_owed,
+                ..
+            } => {
+                if *pong_owed {
+                    ws.flush().await.map_err(|e| e.to_string())?;
+                    *pong_owed = false;
+                }
                 let io = ws.get_mut();
                 for mut chunk in chunks {
                     let text = utf8 || std::str::from_utf8(&chunk[WS_HEADROOM..]).is_ok();

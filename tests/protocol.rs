@@ -36,6 +36,51 @@ async fn a_plain_request_to_the_websocket_path_is_told_what_to_send() {
     server.shutdown().await;
 }
 
+/// Pongs go out through the WebSocket layer while MESSAGE frames are written straight to the
+/// socket: both arrive whole, in between each other, while trades stream.
+#[tokio::test]
+async fn pings_are_answered_between_streamed_messages() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let server = start(FAST).await;
+    let mut c = Client::connect(server.addr, "pinger").await;
+    c.send("SUBSCRIBE\nid:s\ndestination:/topic/market/*\n\n\0")
+        .await;
+    c.expect(Command::Message).await;
+    let mut pongs = Vec::new();
+    let mut messages = 0;
+    for i in 0..5u8 {
+        c.ws.send(Message::Ping(vec![b'p', i].into()))
+            .await
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while pongs.len() < 5 || messages < 20 {
+        let next = tokio::time::timeout_at(deadline, c.ws.next()).await;
+        match next
+            .expect("5 pongs and 20 messages within 5 s")
+            .unwrap()
+            .unwrap()
+        {
+            Message::Pong(p) => pongs.push(p.to_vec()),
+            Message::Text(t) => {
+                // Every data message is whole STOMP frames (a heart-beat or MESSAGEs).
+                for frame in t.as_str().split_terminator('\0') {
+                    let frame = frame.trim_start_matches('\n');
+                    if !frame.is_empty() {
+                        assert!(frame.starts_with("MESSAGE\n"), "{frame:?}");
+                        messages += 1;
+                    }
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let want: Vec<Vec<u8>> = (0..5u8).map(|i| vec![b'p', i]).collect();
+    assert_eq!(pongs, want);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn subprotocols_are_negotiated() {
     let server = start(&[]).await;
