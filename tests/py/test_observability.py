@@ -523,8 +523,18 @@ def test_live_dashboard_queries_return_series(stack):
                query(port, 'stompgate_disconnects_total{replica="gateway-a"}')}
     assert {"client_disconnect", "protocol_error"} <= reasons, reasons
     # the replica variable lists every scraped replica
-    values = api(port, "/api/v1/label/replica/values", **{"match[]": 'up{job="stompgate"}'})
-    assert sorted(values) == ["gateway-a", "gateway-b", "gateway-c"]
+    want = ["gateway-a", "gateway-b", "gateway-c"]
+
+    def replicas():
+        got = sorted(api(port, "/api/v1/label/replica/values", **{"match[]": 'up{job="stompgate"}'}))
+        return got if got == want else None
+    try:
+        # Each target's first scrape lands within its interval; on a loaded machine later.
+        wait_until(replicas, 30, f"up series of {want}")
+    except AssertionError as e:
+        targets = [(t["labels"].get("replica"), t["health"], t.get("lastError"))
+                   for t in api(port, "/api/v1/targets")["activeTargets"]]
+        raise AssertionError(f"{e}; scrape targets: {targets}") from None
 
 
 @pytest.mark.timeout(60)
