@@ -148,9 +148,10 @@ impl Registry {
             .map_err(|e| format!("markets registry consumer: {e}"))?;
         let mut ac = ClientConfig::new();
         base(&mut ac);
-        let admin: AdminClient<DefaultClientContext> = ac
-            .create()
-            .map_err(|e| format!("markets registry admin client: {e}"))?;
+        let admin: Arc<AdminClient<DefaultClientContext>> = Arc::new(
+            ac.create()
+                .map_err(|e| format!("markets registry admin client: {e}"))?,
+        );
         let applied = Arc::new(Mutex::new(HashMap::new()));
         let registry = Arc::new(Registry {
             backend: Backend::Kafka(KafkaStore {
@@ -254,22 +255,28 @@ impl KafkaStore {
 
 /// Creates the topic, compacted, if it is missing; retries until Kafka answers.
 async fn ensure_topic(
-    admin: &AdminClient<DefaultClientContext>,
+    admin: &Arc<AdminClient<DefaultClientContext>>,
     topic: &str,
     shutdown: &CancellationToken,
 ) {
     loop {
-        let (brokers, exists) = admin
-            .inner()
-            .fetch_metadata(Some(topic), Duration::from_secs(3))
-            .map(|m| {
-                let exists = m
-                    .topics()
-                    .iter()
-                    .any(|t| t.error().is_none() && !t.partitions().is_empty());
-                (m.brokers().len(), exists)
-            })
-            .unwrap_or((0, false));
+        // A blocking call (up to its timeout while Kafka is down): on a blocking thread, so
+        // it never holds one of the runtime's workers, which serve every connection.
+        let (a, t) = (admin.clone(), topic.to_string());
+        let (brokers, exists) = tokio::task::spawn_blocking(move || {
+            a.inner()
+                .fetch_metadata(Some(&t), Duration::from_secs(3))
+                .map(|m| {
+                    let exists = m
+                        .topics()
+                        .iter()
+                        .any(|t| t.error().is_none() && !t.partitions().is_empty());
+                    (m.brokers().len(), exists)
+                })
+                .unwrap_or((0, false))
+        })
+        .await
+        .unwrap_or((0, false));
         if exists {
             return;
         }
