@@ -507,3 +507,96 @@ async fn static_dir_serves_no_dotfiles_and_no_links_out() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&outside);
 }
+
+/// The next chat record of `event` on the watcher's market (trades skipped).
+async fn next_chat(watcher: &mut Client, event: &str) -> serde_json::Value {
+    loop {
+        let m = watcher.expect(Command::Message).await;
+        if m.header("event-type") == Some(event) {
+            return serde_json::from_slice(&m.body).unwrap();
+        }
+    }
+}
+
+async fn chat(c: &mut Client, event: &str, body: &str) {
+    c.send(&format!(
+        "SEND\ndestination:/app/market/KRW-BTC/chat\nevent-type:{event}\n\n{body}\0"
+    ))
+    .await;
+}
+
+/// Chat ownership over real sockets. Without a token, the CONNECT login is a display name:
+/// a second session declaring the author's login cannot edit or delete the author's
+/// message. With JWT, the subject owns: a `chat.send` that names another user's message id
+/// gets a new id of its own (no takeover), and a delete of the other's message is refused.
+#[tokio::test]
+async fn chat_messages_belong_to_their_sender_not_to_a_name_or_a_chosen_id() {
+    // No token: the same login in two sessions.
+    let server = start(&["--demo-rate", "0"]).await;
+    let addr = server.addr;
+    let mut watcher = Client::connect(addr, "watcher").await;
+    watcher
+        .send("SUBSCRIBE\nid:0\ndestination:/topic/market/KRW-BTC\nreceipt:w\n\n\0")
+        .await;
+    watcher.expect(Command::Receipt).await;
+    let mut alice = Client::connect(addr, "alice").await;
+    let mut impostor = Client::connect(addr, "alice").await;
+    chat(&mut alice, "chat.send", r#"{"text":"mine"}"#).await;
+    let sent = next_chat(&mut watcher, "chat.send").await;
+    let id = sent["id"].as_str().unwrap().to_string();
+    chat(
+        &mut impostor,
+        "chat.modify",
+        &format!(r#"{{"id":"{id}","text":"pwned"}}"#),
+    )
+    .await;
+    let e = impostor.expect_error().await;
+    assert_eq!(e.header("message"), Some("forbidden"), "{e:?}");
+    chat(
+        &mut alice,
+        "chat.modify",
+        &format!(r#"{{"id":"{id}","text":"edited"}}"#),
+    )
+    .await;
+    let edited = next_chat(&mut watcher, "chat.modify").await;
+    assert_eq!(
+        (edited["id"].as_str(), edited["text"].as_str()),
+        (Some(id.as_str()), Some("edited"))
+    );
+    server.shutdown().await;
+
+    // JWT: the subject owns; a chosen id is not taken over.
+    let server = start(&["--jwt-secret", SECRET, "--demo-rate", "0"]).await;
+    let addr = server.addr;
+    let mut watcher = connect_with(addr, &format!("passcode:{}\n", token("watcher"))).await;
+    watcher.expect(Command::Connected).await;
+    watcher
+        .send("SUBSCRIBE\nid:0\ndestination:/topic/market/KRW-BTC\nreceipt:w\n\n\0")
+        .await;
+    watcher.expect(Command::Receipt).await;
+    let mut a = connect_with(addr, &format!("passcode:{}\n", token("alice"))).await;
+    a.expect(Command::Connected).await;
+    let mut b = connect_with(addr, &format!("passcode:{}\n", token("bob"))).await;
+    b.expect(Command::Connected).await;
+    chat(&mut a, "chat.send", r#"{"text":"mine"}"#).await;
+    let id = next_chat(&mut watcher, "chat.send").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    chat(
+        &mut b,
+        "chat.send",
+        &format!(r#"{{"id":"{id}","text":"now mine"}}"#),
+    )
+    .await;
+    let taken = next_chat(&mut watcher, "chat.send").await;
+    assert_eq!(taken["user"], "bob");
+    assert_ne!(taken["id"].as_str(), Some(id.as_str()), "{taken}");
+    chat(&mut b, "chat.delete", &format!(r#"{{"id":"{id}"}}"#)).await;
+    let e = b.expect_error().await;
+    assert_eq!(e.header("message"), Some("forbidden"), "{e:?}");
+    chat(&mut a, "chat.delete", &format!(r#"{{"id":"{id}"}}"#)).await;
+    let deleted = next_chat(&mut watcher, "chat.delete").await;
+    assert_eq!(deleted["id"].as_str(), Some(id.as_str()));
+    server.shutdown().await;
+}
