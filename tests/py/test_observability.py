@@ -157,6 +157,7 @@ def test_every_alert_says_what_it_means_and_what_to_do():
     assert 'result!="ok"' in exprs["StompgateSendFailures"]
     for reason in ("too_many_from_address", "origin", "rate_limited"):
         assert reason in exprs["StompgateRefusalsHigh"]
+    assert "stompgate_refused_total" in exprs["StompgateEdgeRefusalsHigh"]
     assert 'reason="server_full"' in exprs["StompgateServerFull"]
     assert "stompgate_history_evictions_total" in exprs["StompgateHistoryEvictions"]
 
