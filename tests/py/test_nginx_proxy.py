@@ -205,3 +205,28 @@ def test_forged_forwarded_for_cannot_pass_the_per_address_cap(nginx_factory, tmp
         assert "s3cr3t-t0ken" not in text and "access_token" not in text, text
     finally:
         gw.kill()
+
+
+def test_a_client_inside_the_trusted_ranges_cannot_name_its_address(nginx_factory, tmp_path):
+    # As in docker-compose, the gateways trust whole private ranges (here all of 127/8), and a
+    # client on such a network reaches nginx: its own address is "trusted", so a forged entry
+    # left of it would be taken as the client if nginx appended. nginx replaces the header.
+    from gateway_support import Gateway
+
+    gw = Gateway("edge-ranges", tmp_path, ["--demo-rate", "0", "--trusted-proxies", "127.0.0.0/8",
+                                           "--max-connections-per-ip", "3",
+                                           "--connect-rate-per-ip", "0"]).start()
+    held = []
+    try:
+        nginx = nginx_factory([gw.port])
+        results = []
+        for i in range(6):
+            ws, command, _ = _stomp_via(nginx.port, "127.0.0.4",
+                                        [f"X-Forwarded-For: 198.51.100.{i}"])
+            results.append(command)
+            held.append(ws)
+        assert results == ["CONNECTED"] * 3 + ["ERROR"] * 3, results
+    finally:
+        for w in held:
+            w.close()
+        gw.kill()
