@@ -6,19 +6,21 @@
 //! copied into tungstenite's write buffer, which keeps the size of the largest message for
 //! the life of the connection (after a burst, ~64 KiB per subscriber that nothing frees).
 
+use crate::server::Watched;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-/// A server-side WebSocket over the upgraded HTTP connection.
-pub type Socket = WebSocketStream<TokioIo<Upgraded>>;
+/// A server-side WebSocket over the upgraded connection's TCP stream.
+pub type Socket = WebSocketStream<TcpStream>;
 
 /// A request that is a valid WebSocket opening handshake, not yet answered.
 pub struct Handshake {
@@ -119,12 +121,25 @@ impl Handshake {
         let on_upgrade = self.on_upgrade;
         tokio::spawn(async move {
             match on_upgrade.await {
-                Ok(upgraded) => {
-                    let io = TokioIo::new(upgraded);
-                    let socket =
-                        WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-                    callback(socket).await;
-                }
+                // The TCP stream itself, taken back from hyper with any bytes it read past the
+                // handshake: the session reads and writes it without the layers an HTTP
+                // connection needs (hyper's boxed IO, the idle-timeout watch and its clock
+                // read per write).
+                Ok(upgraded) => match upgraded.downcast::<TokioIo<Watched>>() {
+                    Ok(parts) => {
+                        let stream = parts.io.into_inner().into_inner();
+                        let read = parts.read_buf.to_vec();
+                        let socket = WebSocketStream::from_partially_read(
+                            stream,
+                            read,
+                            Role::Server,
+                            Some(config),
+                        )
+                        .await;
+                        callback(socket).await;
+                    }
+                    Err(_) => tracing::error!("upgraded connection of an unexpected type; closed"),
+                },
                 Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
             }
         });

@@ -307,13 +307,18 @@ impl hyper::service::Service<hyper::Request<Incoming>> for WithPeer {
 }
 
 /// A socket that records when a byte last moved (ms since `started`), for the idle timeout.
-struct Watched {
+pub(crate) struct Watched {
     inner: TcpStream,
     started: Instant,
     activity: Arc<AtomicU64>,
 }
 
 impl Watched {
+    /// The socket, once the connection is no longer HTTP's (upgraded).
+    pub(crate) fn into_inner(self) -> TcpStream {
+        self.inner
+    }
+
     fn touch(&self) {
         self.activity
             .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);

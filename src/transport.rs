@@ -13,11 +13,14 @@ use crate::handshake::Socket;
 use crate::stomp::{Extent, Framer, Limits};
 use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_util::io::poll_read_buf;
 
 /// Bytes a WebSocket chunk keeps free at its start for the frame header (2, 4 or 10 bytes,
 /// written in place), so that a batch goes to the socket as one write without a copy.
@@ -221,9 +224,14 @@ impl Transport {
         }
     }
 
-    /// Appends the next bytes from the client to `buf`. `Ok(false)` when the client closed.
-    /// Cancel-safe: nothing is lost if the future is dropped.
-    pub async fn recv(&mut self, buf: &mut BytesMut) -> Result<bool, String> {
+    /// Appends the next bytes from the client to `buf`. `Ready(Ok(false))` when the client
+    /// closed. Nothing is lost when it returns `Pending`: the waker in `cx` is woken when
+    /// more may be read.
+    pub fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<Result<bool, String>> {
         match self {
             Transport::WebSocket {
                 ws,
@@ -232,42 +240,40 @@ impl Transport {
                 staged,
                 pong_owed,
                 ..
-            } => {
-                match ws.next().await {
-                    None | Some(Ok(Message::Close(_))) => Ok(false),
-                    Some(Ok(Message::Text(text))) => {
-                        append_text(&mut staged.bytes, text.as_str(), typed);
-                        staged.release_all(buf);
-                        Ok(true)
-                    }
-                    Some(Ok(Message::Binary(data))) => {
-                        typed.get_or_insert(false);
-                        staged.bytes.extend_from_slice(&data);
-                        staged.release_all(buf);
-                        Ok(true)
-                    }
-                    // Pings are answered by the WebSocket layer; they count as liveness.
-                    Some(Ok(Message::Ping(_))) => {
-                        *pong_owed = true;
-                        pings.ping().map(|()| true)
-                    }
-                    Some(Ok(Message::Pong(_) | Message::Frame(_))) => Ok(true),
-                    Some(Err(e)) => Err(e.to_string()),
+            } => Poll::Ready(match ready!(ws.poll_next_unpin(cx)) {
+                None | Some(Ok(Message::Close(_))) => Ok(false),
+                Some(Ok(Message::Text(text))) => {
+                    append_text(&mut staged.bytes, text.as_str(), typed);
+                    staged.release_all(buf);
+                    Ok(true)
                 }
-            }
+                Some(Ok(Message::Binary(data))) => {
+                    typed.get_or_insert(false);
+                    staged.bytes.extend_from_slice(&data);
+                    staged.release_all(buf);
+                    Ok(true)
+                }
+                // Pings are answered by the WebSocket layer; they count as liveness.
+                Some(Ok(Message::Ping(_))) => {
+                    *pong_owed = true;
+                    pings.ping().map(|()| true)
+                }
+                Some(Ok(Message::Pong(_) | Message::Frame(_))) => Ok(true),
+                Some(Err(e)) => Err(e.to_string()),
+            }),
             Transport::Tcp { stream, staged } => {
                 let bytes = &mut staged.bytes;
                 if bytes.capacity() - bytes.len() < 1024 {
                     bytes.reserve(4096);
                 }
-                match stream.read_buf(bytes).await {
+                Poll::Ready(match ready!(poll_read_buf(Pin::new(stream), cx, bytes)) {
                     Ok(0) => Ok(false),
                     Ok(_) => {
                         staged.release(buf);
                         Ok(true)
                     }
                     Err(e) => Err(e.to_string()),
-                }
+                })
             }
         }
     }

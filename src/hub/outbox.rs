@@ -5,14 +5,27 @@
 //! pass the bound, the slow-consumer policy decides: conflatable market ticks replace the
 //! older queued tick of the same subscription and destination, and anything else closes
 //! the outbox with `Disconnect::SlowConsumer`.
+//!
+//! The outbox is also what wakes its session, and says why: a push raises [`QUEUED`]; the
+//! outbox, used as a waker (see [`Outbox::waker`]), raises [`OTHER`] for everything else
+//! the session waits on (its socket, timers, shutdown, broker acknowledgements). A session
+//! woken only because something was queued writes it without polling anything else.
 
 use super::publication::Encoded;
 use super::subscription::Subscription;
 use crate::disconnect::Disconnect;
 use bytes::Bytes;
+use futures::task::{ArcWake, AtomicWaker, WakerRef, waker_ref};
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Context;
 use tokio::sync::Notify;
+
+/// Something was queued, or the outbox closed, since the session last looked.
+pub const QUEUED: u8 = 1;
+/// Something else the session waits on woke it (see [`Outbox::waker`]).
+pub const OTHER: u8 = 2;
 
 /// What to do with a client whose outbox passes its byte bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -68,7 +81,10 @@ struct Inner {
 #[derive(Debug)]
 pub struct Outbox {
     inner: Mutex<Inner>,
-    notify: Notify,
+    /// Why the session was woken since it last looked ([`QUEUED`], [`OTHER`]).
+    signals: AtomicU8,
+    /// The session's task, woken on a signal.
+    task: AtomicWaker,
     /// Wakes a writer blocked on a slow socket when the outbox closes.
     closed_notify: Notify,
     limit: usize,
@@ -83,7 +99,8 @@ impl Outbox {
     pub fn new(limit: usize, policy: SlowConsumerPolicy) -> Outbox {
         Outbox {
             inner: Mutex::new(Inner::default()),
-            notify: Notify::new(),
+            signals: AtomicU8::new(0),
+            task: AtomicWaker::new(),
             closed_notify: Notify::new(),
             limit,
             policy,
@@ -116,7 +133,7 @@ impl Outbox {
             }
             inner.closed = Some(Disconnect::SlowConsumer);
             drop(inner);
-            self.notify.notify_one();
+            self.signal(QUEUED);
             self.closed_notify.notify_one();
             return Pushed::Overflow;
         }
@@ -128,7 +145,7 @@ impl Outbox {
         });
         drop(inner);
         if was_empty {
-            self.notify.notify_one();
+            self.signal(QUEUED);
         }
         Pushed::Queued
     }
@@ -143,7 +160,7 @@ impl Outbox {
         if inner.bytes + size > self.limit {
             inner.closed = Some(Disconnect::SlowConsumer);
             drop(inner);
-            self.notify.notify_one();
+            self.signal(QUEUED);
             self.closed_notify.notify_one();
             return;
         }
@@ -155,7 +172,7 @@ impl Outbox {
         });
         drop(inner);
         if was_empty {
-            self.notify.notify_one();
+            self.signal(QUEUED);
         }
     }
 
@@ -171,7 +188,7 @@ impl Outbox {
         inner.queue.push_back(Out::Frame(frame));
         drop(inner);
         if was_empty {
-            self.notify.notify_one();
+            self.signal(QUEUED);
         }
     }
 
@@ -201,7 +218,7 @@ impl Outbox {
             inner.closed = Some(reason);
         }
         drop(inner);
-        self.notify.notify_one();
+        self.signal(QUEUED);
         self.closed_notify.notify_one();
     }
 
@@ -219,8 +236,33 @@ impl Outbox {
         }
     }
 
-    /// Resolves when something was queued or the outbox closed since the last drain.
-    pub async fn ready(&self) {
-        self.notify.notified().await
+    /// Raises `bits` and wakes the session.
+    fn signal(&self, bits: u8) {
+        self.signals.fetch_or(bits, Ordering::AcqRel);
+        self.task.wake();
+    }
+
+    /// The signals raised since the last call (cleared), the session's task registered to
+    /// be woken by the next one.
+    pub fn take_signals(&self, cx: &Context<'_>) -> u8 {
+        self.task.register(cx.waker());
+        self.signals.swap(0, Ordering::AcqRel)
+    }
+
+    /// Raises `bits` again (signals taken but not yet handled).
+    pub fn keep_signals(&self, bits: u8) {
+        self.signals.fetch_or(bits, Ordering::AcqRel);
+    }
+
+    /// A waker that raises [`OTHER`]: what the session's other futures are polled with,
+    /// so that it knows when they need polling again.
+    pub fn waker(self: &Arc<Self>) -> WakerRef<'_> {
+        waker_ref(self)
+    }
+}
+
+impl ArcWake for Outbox {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        arc_self.signal(OTHER);
     }
 }

@@ -1,5 +1,5 @@
 //! The task that runs one connection: the only part of a session that touches the
-//! transport. One `select!` loop reads client bytes and parses every whole frame (handing
+//! transport. One loop reads client bytes and parses every whole frame (handing
 //! each to the protocol and carrying out its effects), drains the outbox into batched
 //! writes, resolves broker acknowledgements in order (so receipts keep the order of the
 //! frames that asked for them), runs the heart-beat, connect and token timers, and hears
@@ -11,7 +11,7 @@ use super::protocol::{Effect, Protocol};
 use super::writer::{self, DelayStats, Shape};
 use crate::bus::{LogRange, ReadBack, SendError};
 use crate::disconnect::Disconnect;
-use crate::hub::outbox::{Out, Outbox};
+use crate::hub::outbox::{OTHER, Out, Outbox, QUEUED};
 use crate::hub::publication::Origin;
 use crate::hub::{Replay, Subscriber};
 use crate::stomp::{Frame, Parsed, parse};
@@ -23,6 +23,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -73,14 +74,20 @@ impl PendingQueue {
             .push_back(future);
     }
 
-    /// The next settled item; `None` (at once) when nothing is waited for.
-    async fn next(&mut self) -> Option<Pending> {
-        let queue = self.0.as_mut()?;
-        let done = queue.next().await;
+    /// The next settled item; `Ready(None)` when nothing is waited for.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Pending>> {
+        let Some(queue) = self.0.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let done = ready!(queue.poll_next_unpin(cx));
         if queue.is_empty() {
             self.0 = None;
         }
-        done
+        Poll::Ready(done)
+    }
+
+    async fn next(&mut self) -> Option<Pending> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 }
 
@@ -172,21 +179,60 @@ impl Session {
         let sleep = tokio::time::sleep_until(self.next_deadline());
         tokio::pin!(sleep);
         let mut rearm = false;
+        let mut outbox_first = false;
+        // Nothing but the outbox has been polled yet.
+        self.outbox.keep_signals(OTHER);
         loop {
             if rearm || std::mem::take(&mut self.rearm) {
                 sleep.as_mut().reset(self.next_deadline());
                 rearm = false;
+                // Polled again with its new deadline.
+                self.outbox.keep_signals(OTHER);
             }
-            // The select only says what happened; the work (a flush that may wait on the
-            // socket) runs after its futures are gone, so the session's future holds either
-            // those or the flush, not both.
-            let event = tokio::select! {
-                _ = &mut shutdown => Event::Shutdown,
-                _ = self.outbox.ready() => Event::Outbox,
-                read = transport.recv(&mut self.read_buf) => Event::Read(read),
-                Some(done) = self.pending.next(), if !self.pending.is_empty() => Event::Pending(done),
-                _ = &mut sleep => Event::Timer,
-            };
+            // When both kinds of wake-up are waiting, they take turns: a client that never
+            // stops sending cannot hold back its deliveries, nor deliveries its reads.
+            outbox_first = !outbox_first;
+            let outbox = &self.outbox;
+            let read_buf = &mut self.read_buf;
+            let pending = &mut self.pending;
+            // The wait only says what happened; the work (a flush that may wait on the
+            // socket) runs after it, so the session's future holds either, not both. A
+            // wake-up for a queued delivery polls nothing but the outbox: the socket's read
+            // side, the timer and shutdown are polled only when their own waker (the
+            // outbox's, raising `OTHER`) fired.
+            let event = std::future::poll_fn(|cx| {
+                let signals = outbox.take_signals(cx);
+                let queued = signals & QUEUED != 0;
+                if queued && (outbox_first || signals & OTHER == 0) {
+                    outbox.keep_signals(signals & OTHER);
+                    return Poll::Ready(Event::Outbox);
+                }
+                if signals & OTHER != 0 {
+                    let waker = outbox.waker();
+                    let mut other = Context::from_waker(&waker);
+                    let event = if shutdown.as_mut().poll(&mut other).is_ready() {
+                        Some(Event::Shutdown)
+                    } else if let Poll::Ready(read) = transport.poll_recv(&mut other, read_buf) {
+                        Some(Event::Read(read))
+                    } else if let Poll::Ready(Some(done)) = pending.poll_next(&mut other) {
+                        Some(Event::Pending(done))
+                    } else if sleep.as_mut().poll(&mut other).is_ready() {
+                        Some(Event::Timer)
+                    } else {
+                        None
+                    };
+                    if let Some(event) = event {
+                        // Not everything was polled: it is, next time.
+                        outbox.keep_signals(OTHER | (signals & QUEUED));
+                        return Poll::Ready(event);
+                    }
+                }
+                if queued {
+                    return Poll::Ready(Event::Outbox);
+                }
+                Poll::Pending
+            })
+            .await;
             let handled = match event {
                 Event::Shutdown => return Close::quiet(Disconnect::ShuttingDown),
                 Event::Outbox => self.flush(transport).await,
@@ -325,8 +371,7 @@ impl Session {
         if written.is_err() {
             return Err(Close::quiet(Disconnect::TransportClosed));
         }
-        self.cx.metrics.bytes_out.inc_by(assembled.bytes as u64);
-        self.cx.metrics.writes.inc();
+        self.stats.wrote(assembled.bytes, &self.cx.metrics);
         self.last_write = Instant::now();
         Ok(())
     }
