@@ -2,8 +2,8 @@
 //! subscription's pre-encoded start (`MESSAGE\nsubscription:<id>\n`), an `ack` header where
 //! the subscription needs one, and the publication's shared bytes (encoded once for every
 //! subscriber). Frames are packed into chunks of at most `max_bytes` (one WebSocket message
-//! or TCP write each) when batching, or one chunk per frame when not. Delivery delays are
-//! observed locally and published to the shared histogram at most once a second.
+//! or TCP write each) when batching, or one chunk per frame when not. Delivery delays, bytes
+//! and writes are counted locally and published to the shared metrics at most once a second.
 
 use super::acks::Acks;
 use crate::clock::now_ms;
@@ -11,7 +11,7 @@ use crate::hub::outbox::Out;
 use crate::hub::subscription::AckMode;
 use crate::metrics::Metrics;
 use crate::stomp::{Frame, Version, encode_frame};
-use prometheus::local::LocalHistogram;
+use prometheus::local::{LocalHistogram, LocalIntCounter};
 
 /// How a session's batches are cut.
 #[derive(Debug, Clone, Copy)]
@@ -25,20 +25,43 @@ pub struct Shape {
     pub headroom: usize,
 }
 
-/// Delivery delays (publication timestamp → write), observed locally: per-message atomics
-/// showed in the fan-out profile. Created on the first delivery, so idle sessions carry none.
+/// Delivery delays (publication timestamp → write), bytes and writes, counted locally:
+/// shared atomics per message and per write showed in the fan-out profile, each bouncing a
+/// cache line between the cores. Created on the first delivery, so idle sessions carry none.
 #[derive(Default)]
 pub struct DelayStats {
-    local: Option<Box<LocalHistogram>>,
+    local: Option<Box<Local>>,
     flushed_ms: i64,
     pub delivered: u64,
+}
+
+struct Local {
+    delay: LocalHistogram,
+    bytes: LocalIntCounter,
+    writes: LocalIntCounter,
 }
 
 impl DelayStats {
     /// Publishes what was observed since the last flush.
     pub fn flush(&mut self) {
         if let Some(local) = &self.local {
-            local.flush();
+            local.delay.flush();
+            local.bytes.flush();
+            local.writes.flush();
+        }
+    }
+
+    /// Counts one write of `bytes` to the client: locally once the session has delivered.
+    pub fn wrote(&mut self, bytes: usize, metrics: &Metrics) {
+        match &mut self.local {
+            Some(local) => {
+                local.bytes.inc_by(bytes as u64);
+                local.writes.inc();
+            }
+            None => {
+                metrics.bytes_out.inc_by(bytes as u64);
+                metrics.writes.inc();
+            }
         }
     }
 }
@@ -128,7 +151,14 @@ pub fn assemble(
                 stats.delivered += 1;
                 stats
                     .local
-                    .get_or_insert_with(|| Box::new(metrics.delivery_delay.local()))
+                    .get_or_insert_with(|| {
+                        Box::new(Local {
+                            delay: metrics.delivery_delay.local(),
+                            bytes: metrics.bytes_out.local(),
+                            writes: metrics.writes.local(),
+                        })
+                    })
+                    .delay
                     .observe((now - msg.timestamp_ms).max(0) as f64 / 1000.0);
             }
         }
