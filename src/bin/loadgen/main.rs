@@ -58,7 +58,7 @@ use procfs::{Proc, cpu_pressure};
 use publisher::{PubCfg, open_publisher, publisher};
 use report::{emit, pressure, r3};
 use scenarios::Connected;
-use shared::Shared;
+use shared::{FirstCopy, Shared};
 use step::Run;
 use stomp::{connect_frame, dest_name, subscribe_frame};
 use subscriber::{SubCfg, subscriber};
@@ -122,6 +122,7 @@ async fn real_main(a: Args) -> i32 {
         stop: AtomicBool::new(false),
         record: AtomicBool::new(false),
         trades: a.mode == Mode::TradeWatch,
+        first: a.kafka_plain.is_some().then(|| FirstCopy::new(d)),
     });
     let proc_ = Proc {
         server: a.server_pid.map(|p| p.to_string()),

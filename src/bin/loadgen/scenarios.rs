@@ -156,6 +156,9 @@ async fn fixed(run: &Run, c: &Connected, o: &mut Map<String, Value>) -> i32 {
     let gw0 = match &run.plain {
         Some(h) => {
             h.reset();
+            if let Some(f) = &run.sh.first {
+                f.hist.reset();
+            }
             crate::scrape::get(&murl).await.ok()
         }
         None => None,
@@ -177,7 +180,7 @@ async fn fixed(run: &Run, c: &Connected, o: &mut Map<String, Value>) -> i32 {
         o.extend(s.clone());
     }
     if let Some(h) = &run.plain {
-        plain_figures(h, &r, gw0.as_deref(), &murl, o).await;
+        plain_figures(h, run.sh.first.as_ref(), &r, gw0.as_deref(), &murl, o).await;
     }
     if a.mode == Mode::Slow {
         o.insert("slow_clients".into(), json!(c.slow_n));
@@ -262,6 +265,7 @@ async fn fanout_ramp(run: &Run, o: &mut Map<String, Value>) -> i32 {
 /// second: read again 1.5 s after the drain).
 async fn plain_figures(
     h: &crate::hist::Hist,
+    first: Option<&crate::shared::FirstCopy>,
     r: &StepResult,
     gw0: Option<&str>,
     murl: &str,
@@ -285,6 +289,23 @@ async fn plain_figures(
     o.insert("plain_max_ms".into(), json!(r3(p.max)));
     o.insert("gateway_adds_p50_ms".into(), json!(r3(r.lat.p50 - p.p50)));
     o.insert("gateway_adds_p99_ms".into(), json!(r3(r.lat.p99 - p.p99)));
+    if let Some(f) = first {
+        let q = crate::hist::percentiles(&f.hist.snapshot(), Some(f.hist.max.load(Relaxed)));
+        eprintln!(
+            "  first copy of each record: {} records, p50 {:.3} p99 {:.3} p999 {:.3} ms (SEND -> the first subscriber's read); gateway adds {:.3} ms at p99 to it",
+            q.count,
+            q.p50,
+            q.p99,
+            q.p999,
+            q.p99 - p.p99
+        );
+        o.insert("first_records".into(), json!(q.count));
+        o.insert("first_p50_ms".into(), json!(r3(q.p50)));
+        o.insert("first_p99_ms".into(), json!(r3(q.p99)));
+        o.insert("first_p999_ms".into(), json!(r3(q.p999)));
+        o.insert("first_adds_p50_ms".into(), json!(r3(q.p50 - p.p50)));
+        o.insert("first_adds_p99_ms".into(), json!(r3(q.p99 - p.p99)));
+    }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let name = "stompgate_delivery_delay_seconds";
     match (gw0, crate::scrape::get(murl).await) {

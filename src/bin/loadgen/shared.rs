@@ -27,6 +27,34 @@ pub struct Shared {
     pub record: AtomicBool,
     /// Trade-watch mode: a MESSAGE without a token is a trade, timed by its `"ts"`.
     pub trades: bool,
+    /// Latency of each message's first copy to reach any subscriber (scenario 6: set
+    /// against a plain consumer, it leaves out the fan-out to every subscriber's socket).
+    pub first: Option<FirstCopy>,
+}
+
+/// Which message of each destination reached a subscriber first.
+pub struct FirstCopy {
+    pub hist: Hist,
+    /// Per destination: one past the highest sequence number seen by any subscriber.
+    seen: Vec<AtomicU64>,
+}
+
+impl FirstCopy {
+    pub fn new(destinations: usize) -> FirstCopy {
+        FirstCopy {
+            hist: Hist::new(),
+            seen: (0..destinations).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Whether this is the first copy of message `seq` of destination `d` to arrive
+    /// (messages of a destination are published in order and arrive in order on each
+    /// socket, so the first copy of `seq` is the first to move the mark past it).
+    pub fn first(&self, d: u64, seq: u64) -> bool {
+        self.seen
+            .get(d as usize)
+            .is_some_and(|s| s.fetch_max(seq + 1, Relaxed) <= seq)
+    }
 }
 
 impl Shared {

@@ -103,10 +103,15 @@ pub async fn subscriber(
                 let p = &c.buf[f.p0..f.p1];
                 let mut n = 0u64;
                 let record = sh.record.load(Relaxed);
-                scan_tokens(p, |_d, seq, t| {
+                scan_tokens(p, |d, seq, t| {
                     n += 1;
                     if record {
                         sh.hist.record(now.saturating_sub(t));
+                        if let Some(f) = &sh.first
+                            && f.first(d, seq)
+                        {
+                            f.hist.record(now.saturating_sub(t));
+                        }
                     }
                     if let Some(l) = last_seq
                         && seq != l + 1
