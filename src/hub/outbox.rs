@@ -251,7 +251,11 @@ impl Outbox {
 
     /// Raises `bits` again (signals taken but not yet handled).
     pub fn keep_signals(&self, bits: u8) {
-        self.signals.fetch_or(bits, Ordering::AcqRel);
+        // Nothing to keep is the common case (a delivery and nothing else): no write to the
+        // line every push also writes.
+        if bits != 0 {
+            self.signals.fetch_or(bits, Ordering::AcqRel);
+        }
     }
 
     /// A waker that raises [`OTHER`]: what the session's other futures are polled with,
