@@ -7,9 +7,10 @@
 
 use super::Close;
 use super::context::SessionContext;
+use super::pending::{Pending, PendingQueue};
 use super::protocol::{Effect, Protocol};
 use super::writer::{self, DelayStats, Shape};
-use crate::bus::{LogRange, ReadBack, SendError};
+use crate::bus::{LogRange, ReadBack};
 use crate::disconnect::Disconnect;
 use crate::hub::outbox::{OTHER, Out, Outbox, QUEUED};
 use crate::hub::publication::Origin;
@@ -17,36 +18,12 @@ use crate::hub::{Replay, Subscriber};
 use crate::stomp::{Frame, Parsed, parse};
 use crate::transport::Transport;
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
-use futures::stream::FuturesOrdered;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// Something the session waits for in order: a broker acknowledgement, or a receipt queued
-/// behind one.
-enum Pending {
-    Receipt(Frame),
-    Send {
-        receipt: Option<String>,
-        result: Result<(), SendError>,
-    },
-    Disconnect(Option<String>),
-    /// A resuming subscription whose gap was read back from the log.
-    ReadBack {
-        subscriber: Subscriber,
-        cursor: Vec<Origin>,
-        ranges: Vec<LogRange>,
-        receipt: Option<String>,
-        result: Result<ReadBack, String>,
-    },
-}
-
-type PendingFuture = Pin<Box<dyn Future<Output = Pending> + Send>>;
 
 /// What woke the session's loop.
 enum Event {
@@ -55,40 +32,6 @@ enum Event {
     Read(Result<bool, String>),
     Pending(Pending),
     Timer,
-}
-
-/// The acknowledgements and receipts the session waits for, in order. Most sessions (a
-/// dashboard that only subscribes) never wait for one, so the queue, two allocations of
-/// its own, is made on first use and given back when it empties.
-#[derive(Default)]
-struct PendingQueue(Option<Box<FuturesOrdered<PendingFuture>>>);
-
-impl PendingQueue {
-    fn is_empty(&self) -> bool {
-        self.0.as_ref().is_none_or(|q| q.is_empty())
-    }
-
-    fn push_back(&mut self, future: PendingFuture) {
-        self.0
-            .get_or_insert_with(|| Box::new(FuturesOrdered::new()))
-            .push_back(future);
-    }
-
-    /// The next settled item; `Ready(None)` when nothing is waited for.
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Pending>> {
-        let Some(queue) = self.0.as_mut() else {
-            return Poll::Ready(None);
-        };
-        let done = ready!(queue.poll_next_unpin(cx));
-        if queue.is_empty() {
-            self.0 = None;
-        }
-        Poll::Ready(done)
-    }
-
-    async fn next(&mut self) -> Option<Pending> {
-        std::future::poll_fn(|cx| self.poll_next(cx)).await
-    }
 }
 
 /// Above this many items of capacity, the drain buffer is given back after a flush, so a

@@ -14,6 +14,7 @@
 mod acks;
 mod context;
 mod driver;
+mod pending;
 mod protocol;
 mod rate;
 mod transactions;
