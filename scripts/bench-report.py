@@ -35,6 +35,8 @@ def load(path):
             meta = r
         elif k == "version":
             versions[r["name"]] = r["version"]
+        elif k == "frame":
+            meta.setdefault("frames", {})[r["target"]] = r
         elif k == "feed-driver":
             feed_driver = r
         elif k in ("result", "error", "skipped"):
@@ -51,6 +53,20 @@ def load(path):
     if feed_driver:
         meta["feed_driver"] = feed_driver
     return results, meta, versions
+
+
+def padding_text(frames):
+    """How the peers' bodies were padded: measured at the start of the run (bench.sh
+    `size_frames`), or the fixed defaults of an older results file."""
+    sg = frames.get("stompgate", {}).get("stompgate_bytes")
+    peers = [(NAMES.get(t, t), f["pad"]) for t, f in frames.items() if t != "stompgate"]
+    if not sg or not peers:
+        return ("Their bodies carry 100 (RabbitMQ, Spring) and 150 (ceiling, Bun) bytes of padding "
+                "so that every MESSAGE is near the size of stompgate's.")
+    pads = ", ".join(f"{n} {p}" for n, p in peers)
+    return (f"stompgate's MESSAGE measured {sg} bytes of WebSocket payload at the start of the run; "
+            f"each peer's body was padded to match ({pads} bytes of padding), so CPU per delivery "
+            "is compared on equal bytes written (scenario 2 shows each one's measured size).")
 
 
 def merge(rs):
@@ -196,6 +212,9 @@ def main():
         ("load generator CPU per delivery (µs)", g("loadgen_cpu_us_per_delivery"), None, ""),
         ("CPU pressure before → after the scenario (PSI some avg10, %)", psi, None, ""),
     ]
+    # The peers' bodies are padded to stompgate's frame size (measured at start): bytes
+    # written cost kernel time, so CPU per delivery is compared on equal bytes.
+    size_row = ("bytes of WebSocket payload per delivered MESSAGE", g("bytes_per_delivery"), None, "")
     o = []
     o.append("# Benchmarks\n")
     o.append(
@@ -267,8 +286,7 @@ def main():
              "`{\"text\":\"@@<dest>:<seq>:<nanos>@@\"}` and delivers its JSON chat record on "
              "`/topic/market/M<i>`; RabbitMQ and Spring get the same body SENT to `/topic/market.M<i>` and "
              "deliver it as sent; the ceiling and Bun's peer (the same STOMP subset) send it on in one MESSAGE "
-             "encoded once per SEND. Their bodies carry 100 (RabbitMQ, Spring) and 150 "
-             "(ceiling, Bun) bytes of padding so that every MESSAGE on the wire is near the size of stompgate's (~270 bytes). "
+             "encoded once per SEND. " + padding_text(meta.get("frames", {})) + " "
              "Latency is from the "
              "publisher's write to the subscriber's read, one clock.")
     o.append("")
@@ -299,7 +317,7 @@ def main():
         ("server CPU (% of a core)", g("server_cpu_pct"), None, "%"),
         ("load generator CPU (% of a core)", g("loadgen_cpu_pct"), None, "%"),
         ("server RSS (MB)", mb("server_rss_kb"), False, ""),
-    ] + cpu_rows))
+    ] + cpu_rows + [size_row]))
     o.append(notes_for(results, "2", targets))
 
     o.append("## 3. Idle connections: 19,000 connected and subscribed\n")
@@ -353,7 +371,7 @@ def main():
         ("delivered msgs/s", g("delivered_per_s"), True, ""),
         ("server RSS at 5 s (MB)", rss_first, None, ""),
         ("server RSS at 60 s (MB)", rss_last, False, ""),
-    ] + cpu_rows))
+    ] + cpu_rows + [size_row]))
     rows = []
     for t in targets:
         r = results.get(("5", t))

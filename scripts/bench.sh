@@ -139,19 +139,62 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Per target: URL, destination templates, how a subscription is confirmed.
+# Per target: URL, destination templates, how a subscription is confirmed. The peers
+# deliver the body as sent; `--pad` grows it so their MESSAGE frames are as large as
+# stompgate's (its chat record and headers): CPU per delivery is compared on equal bytes.
+# The pads are measured (see `size_frames`); the defaults serve until then.
+declare -A PAD=([ceiling]=150 [bun]=150 [rabbitmq]=100 [spring]=100)
+SG_BYTES=""
 set_templates() {
   case "$1" in
     stompgate|stompgate-before) URL="ws://127.0.0.1:$SG_PORT/ws"; SUB='/topic/market/M{i}'; SEND='/app/market/M{i}/chat'; EXTRA=() ;;
-    # The others deliver the body as sent; --pad brings their MESSAGE frames near the size of
-    # stompgate's (its chat record and headers come to ~270 bytes).
-    ceiling) URL="ws://127.0.0.1:$CEIL_PORT/ws"; SUB='/topic/market/M{i}'; SEND='/topic/market/M{i}'; EXTRA=(--pad 150) ;;
+    ceiling) URL="ws://127.0.0.1:$CEIL_PORT/ws"; SUB='/topic/market/M{i}'; SEND='/topic/market/M{i}'; EXTRA=(--pad "${PAD[ceiling]}") ;;
     # Bun's peer encodes the same MESSAGE as the ceiling.
-    bun) URL="ws://127.0.0.1:$BUN_PORT/ws"; SUB='/topic/market/M{i}'; SEND='/topic/market/M{i}'; EXTRA=(--pad 150) ;;
-    rabbitmq) URL="ws://127.0.0.1:15674/ws"; SUB='/topic/market.M{i}'; SEND='/topic/market.M{i}'; EXTRA=(--pad 100) ;;
+    bun) URL="ws://127.0.0.1:$BUN_PORT/ws"; SUB='/topic/market/M{i}'; SEND='/topic/market/M{i}'; EXTRA=(--pad "${PAD[bun]}") ;;
+    rabbitmq) URL="ws://127.0.0.1:15674/ws"; SUB='/topic/market.M{i}'; SEND='/topic/market.M{i}'; EXTRA=(--pad "${PAD[rabbitmq]}") ;;
     # Spring's SimpleBroker sends no RECEIPT for SUBSCRIBE: confirmed by a first message.
-    spring) URL="ws://127.0.0.1:$SPRING_PORT/ws"; SUB='/topic/market.M{i}'; SEND='/topic/market.M{i}'; EXTRA=(--no-receipt --pad 100) ;;
+    spring) URL="ws://127.0.0.1:$SPRING_PORT/ws"; SUB='/topic/market.M{i}'; SEND='/topic/market.M{i}'; EXTRA=(--no-receipt --pad "${PAD[spring]}") ;;
   esac
+}
+
+# frame_size: the mean MESSAGE payload the running target delivers with the current
+# templates, from a one-second run of 10 subscribers (printed; empty if none arrived).
+frame_size() {
+  timeout -k 5 60 target/release/loadgen --scenario size --target "$SERVER_KIND" --url "$URL" \
+    --server-pid "$SERVER_PID" --sub-template "$SUB" --send-template "$SEND" --source-base 250 \
+    "${EXTRA[@]}" --mode fixed -n 10 -d 1 --rate 1000 --duration 1 --warmup 0.5 2>>"$LOG" |
+    python3 -c 'import json,sys; v = json.loads(sys.stdin.read()).get("bytes_per_delivery"); print(int(v) if v else "")' 2>/dev/null
+}
+
+# size_frames: once per target, after it started. stompgate's frame size is measured
+# first; a peer's pad is then set so its frames match, and the sizes go to the results.
+declare -A SIZED=()
+size_frames() {
+  local kind=$1
+  [ -n "${SIZED[$kind]:-}" ] && return 0
+  SIZED[$kind]=1
+  case "$kind" in
+    stompgate) SG_BYTES="$(frame_size)"
+      log "stompgate delivers ${SG_BYTES:-?} bytes per MESSAGE" ;;
+    stompgate-before) return 0 ;;
+    *)
+      if [ -z "$SG_BYTES" ]; then
+        # Resumed without stompgate: its size from the earlier run's results.
+        SG_BYTES="$(grep -o '"kind":"frame","target":"stompgate","stompgate_bytes":[0-9]*' "$RESULTS" 2>/dev/null | tail -1 | grep -o '[0-9]*$')"
+      fi
+      [ -n "$SG_BYTES" ] || { log "$kind keeps --pad ${PAD[$kind]} (stompgate's frame size not measured)"; return 0; }
+      local was="${PAD[$kind]}" size
+      PAD[$kind]=0; set_templates "$kind"
+      size="$(frame_size)"
+      if [[ "$size" =~ ^[0-9]+$ && "$SG_BYTES" =~ ^[0-9]+$ ]]; then
+        PAD[$kind]=$(( SG_BYTES > size ? SG_BYTES - size : 0 ))
+      else
+        PAD[$kind]=$was
+      fi
+      set_templates "$kind"
+      log "$kind: ${size:-?} bytes per MESSAGE without padding; --pad ${PAD[$kind]} matches stompgate's $SG_BYTES" ;;
+  esac
+  echo "{\"kind\":\"frame\",\"target\":\"$kind\",\"stompgate_bytes\":${SG_BYTES:-null},\"pad\":${PAD[$kind]:-0}}" >>"$RESULTS"
 }
 
 # gateway_flags BIN --flag value ...: prints (one a line) the pairs whose flag BIN's --help
@@ -201,6 +244,7 @@ start_target() { # kind [extra gateway flags...]
       SERVER_PID="$(echo "$line" | awk '{print $2}')" ;;
   esac
   log "started $kind (pid $SERVER_PID)"
+  size_frames "$kind"
 }
 
 RUN_NO=0
@@ -268,6 +312,8 @@ if [ "$SMOKE" = 1 ]; then
 import json, sys
 for line in open(sys.argv[1]):
     r = json.loads(line)
+    if r.get("kind") == "frame":
+        print(f"  {r['target']:<10} frames: stompgate's {r['stompgate_bytes']} bytes, --pad {r['pad']}"); continue
     if r.get("kind") != "result":
         print(f"  {r.get('target')} {r.get('scenario')}: {r.get('error')}"); continue
     if r["mode"] == "HistoryMem":
@@ -281,7 +327,7 @@ for line in open(sys.argv[1]):
     elif r["mode"] == "Fixed":
         print(f"  {r['target']:<10} {r['scenario']}: delivered {r['received']}/{r['expected']} "
               f"({r['delivered_per_s']:.0f}/s), lost {r['lost']}, p50 {r['p50_ms']} p99 {r['p99_ms']} "
-              f"p999 {r['p999_ms']} ms, CPU per delivery: server {r.get('server_cpu_us_per_delivery')} µs, "
+              f"p999 {r['p999_ms']} ms, {r.get('bytes_per_delivery')} bytes per MESSAGE, CPU per delivery: server {r.get('server_cpu_us_per_delivery')} µs, "
               f"loadgen {r.get('loadgen_cpu_us_per_delivery')} µs; CPU pressure "
               f"{r.get('scenario_cpu_psi_before')} -> {r.get('scenario_cpu_psi_after')}%")
     else:

@@ -110,6 +110,7 @@ async fn real_main(a: Args) -> i32 {
         t0: Instant::now(),
         hist: Hist::new(),
         received: AtomicU64::new(0),
+        received_bytes: AtomicU64::new(0),
         conn_recv: (0..n).map(|_| AtomicU64::new(0)).collect(),
         published: (0..d).map(|_| AtomicU64::new(0)).collect(),
         rate_per_dest: AtomicU64::new(0f64.to_bits()),

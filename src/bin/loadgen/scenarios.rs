@@ -179,6 +179,13 @@ async fn fixed(run: &Run, c: &Connected, o: &mut Map<String, Value>) -> i32 {
     if let Some(s) = r.json().as_object() {
         o.extend(s.clone());
     }
+    // Mean size of a delivered MESSAGE over the whole run (batched ones share a payload).
+    let received = run.sh.received.load(Relaxed);
+    if received > 0 {
+        let size = run.sh.received_bytes.load(Relaxed) as f64 / received as f64;
+        eprintln!("  {size:.0} bytes of WebSocket payload per delivered message");
+        o.insert("bytes_per_delivery".into(), json!(size.round() as u64));
+    }
     if let Some(h) = &run.plain {
         plain_figures(h, run.sh.first.as_ref(), &r, gw0.as_deref(), &murl, o).await;
     }

@@ -11,6 +11,9 @@ pub struct Shared {
     pub t0: Instant,
     pub hist: Hist,
     pub received: AtomicU64,
+    /// WebSocket payload bytes of the messages counted in `received` (peers compared on
+    /// CPU per delivery must send frames of the same size).
+    pub received_bytes: AtomicU64,
     /// Messages received per subscriber connection.
     pub conn_recv: Vec<AtomicU64>,
     /// Messages published per destination (the next sequence number).

@@ -134,6 +134,7 @@ pub async fn subscriber(
                 if n > 0 {
                     counter.fetch_add(n, Relaxed);
                     sh.received.fetch_add(n, Relaxed);
+                    sh.received_bytes.fetch_add(p.len() as u64, Relaxed);
                     if !ready {
                         ready = true;
                         sh.ready.fetch_add(1, Relaxed);
