@@ -22,6 +22,7 @@ def load(path):
     results, meta, versions, runs = {}, {}, {}, {}
     commands = []
     feed_driver = None
+    frames = {}
     for line in open(path):
         line = line.strip()
         if not line:
@@ -36,7 +37,7 @@ def load(path):
         elif k == "version":
             versions[r["name"]] = r["version"]
         elif k == "frame":
-            meta.setdefault("frames", {})[r["target"]] = r
+            frames[r["target"]] = r
         elif k == "feed-driver":
             feed_driver = r
         elif k in ("result", "error", "skipped"):
@@ -52,6 +53,7 @@ def load(path):
         meta["earlier"] = commands
     if feed_driver:
         meta["feed_driver"] = feed_driver
+    meta["frames"] = frames
     return results, meta, versions
 
 

@@ -288,6 +288,8 @@ log "building (cargo build --release --bins)"
 cargo build --release --bins 2>&1 | tail -3 | tee -a "$LOG" >&2
 [ -x target/release/loadgen ] && [ -x target/release/ceiling ] && [ -x target/release/stompgate ] \
   || { log "build failed"; exit 1; }
+# The version of what was just built (the tree may change while the run goes on).
+SG_VERSION="$(git describe --always --dirty 2>/dev/null || echo unknown), $(rustc --version)"
 
 if [ "$SMOKE" = 1 ]; then
   ok=1
@@ -521,7 +523,7 @@ LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 PSI_AFTER="$(head -1 /proc/pressure/cpu 2>/dev/null | awk '{print $2, $3, $4}')"
 {
   echo "{\"kind\":\"meta\",\"command\":$(printf '%s' "$CMDLINE" | python3 -c 'import json,sys;print(json.dumps(sys.stdin.read()))'),\"start\":\"$START_TS\",\"end\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"fd_limit\":$FD_LIMIT,\"load_before\":\"$LOAD_BEFORE\",\"load_after\":\"$LOAD_AFTER\",\"psi_before\":\"$PSI_BEFORE\",\"psi_after\":\"$PSI_AFTER\"}"
-  echo "{\"kind\":\"version\",\"name\":\"stompgate\",\"version\":\"$(git describe --always --dirty 2>/dev/null || echo unknown), $(rustc --version)\"}"
+  echo "{\"kind\":\"version\",\"name\":\"stompgate\",\"version\":\"$SG_VERSION\"}"
   if [ "$NEED_PEERS" = 1 ]; then
     # shellcheck disable=SC2086
     scripts/bench-peers.sh versions $PEER_TARGETS | while IFS= read -r l; do
