@@ -47,6 +47,7 @@ fn the_codec_and_the_grammar_import_nothing_of_the_crate() {
 fn only_the_driver_touches_the_transport() {
     let pure = [
         "session/protocol.rs",
+        "session/protocol",
         "session/acks.rs",
         "session/transactions.rs",
         "session/writer.rs",
