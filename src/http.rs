@@ -82,6 +82,10 @@ async fn websocket(
     mut req: Request,
 ) -> Response {
     if gw.draining() {
+        gw.metrics
+            .refused
+            .with_label_values(&["shutting_down"])
+            .inc();
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "server shutting down; reconnect to another replica\n",
@@ -91,7 +95,16 @@ async fn websocket(
     let protocols: Vec<&'static str> = Version::ALL.iter().rev().map(|v| v.subprotocol()).collect();
     let handshake = match Handshake::check(&mut req, &protocols) {
         Ok(h) => h,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => {
+            // Not a WebSocket handshake (a plain GET, a wrong version, no key): counted like
+            // every other refusal at the edge, the answer says what was wrong.
+            gw.metrics
+                .refused
+                .with_label_values(&["bad_handshake"])
+                .inc();
+            tracing::debug!(%peer, status = %refused.status, why = refused.why, "websocket handshake refused");
+            return refused.into_response();
+        }
     };
     let (headers, uri) = (req.headers(), req.uri());
     let admission = gw.admission.clone();

@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -367,6 +368,13 @@ def stomp_traffic(port: int) -> list[StompClient]:
     ws.send("NOT-A-COMMAND\n\n\x00")
     assert ws.recv().startswith("ERROR")
     ws.close()
+    # plain HTTP to /ws (stompgate_refused_total{reason="bad_handshake"}), answered 426
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/ws", timeout=5)
+        raise AssertionError("a plain GET /ws was answered 2xx")
+    except urllib.error.HTTPError as e:
+        assert e.code == 426, e.code
+        assert "Upgrade: websocket" in e.read().decode(), "the 426 says what is missing"
     return [reader, resumer]
 
 
