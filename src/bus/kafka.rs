@@ -15,7 +15,7 @@ use super::{
 use crate::metrics::Metrics;
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -84,10 +84,13 @@ impl ConsumerContext for GatewayContext {}
 
 pub struct KafkaBus {
     producer: FutureProducer<GatewayContext>,
-    /// Settings of the short-lived consumers that read ranges back for resuming clients.
+    /// Settings of the consumers that read ranges back for resuming clients.
     read_back_config: ClientConfig,
     /// At most this many read-backs at once; a reconnect storm queues behind it.
     read_backs: Arc<tokio::sync::Semaphore>,
+    /// Read-back consumers kept connected between read-backs (at most `MAX_READ_BACKS`):
+    /// a resume then skips the connection and metadata round trips of a new client.
+    idle_readers: Arc<std::sync::Mutex<Vec<BaseConsumer>>>,
     group_id: String,
     state: Arc<ConsumerState>,
     send_timeout: Duration,
@@ -100,12 +103,13 @@ pub const MAX_READ_BACK_RECORDS: i64 = 100_000;
 /// Time one read-back may take.
 const READ_BACK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Reads `ranges` with a consumer of its own (blocking; run on a blocking thread).
-fn read_ranges(config: &ClientConfig, ranges: &[LogRange]) -> Result<ReadBack, String> {
-    use rdkafka::consumer::BaseConsumer;
-    let consumer: BaseConsumer = config.create().map_err(|e| e.to_string())?;
+/// Reads `ranges` with `consumer`, assigned to them alone (blocking; run on a blocking
+/// thread).
+fn read_ranges(consumer: &BaseConsumer, ranges: &[LogRange]) -> Result<ReadBack, String> {
     let mut list = TopicPartitionList::new();
-    let mut left: HashMap<(String, i32), i64> = HashMap::new();
+    // Per partition: (first offset wanted, end). A consumer used before may still hold a
+    // record of its last assignment; one outside the range is skipped.
+    let mut left: HashMap<(String, i32), (i64, i64)> = HashMap::new();
     let mut budget = MAX_READ_BACK_RECORDS;
     let mut complete = true;
     for r in ranges.iter().filter(|r| r.to > r.from) {
@@ -114,7 +118,7 @@ fn read_ranges(config: &ClientConfig, ranges: &[LogRange]) -> Result<ReadBack, S
         budget -= r.to - from;
         list.add_partition_offset(&r.topic, r.partition, Offset::Offset(from))
             .map_err(|e| e.to_string())?;
-        left.insert((r.topic.clone(), r.partition), r.to);
+        left.insert((r.topic.clone(), r.partition), (from, r.to));
         if budget <= 0 {
             complete = false;
             break;
@@ -134,9 +138,12 @@ fn read_ranges(config: &ClientConfig, ranges: &[LogRange]) -> Result<ReadBack, S
         };
         let m = m.map_err(|e| e.to_string())?;
         let key = (m.topic().to_string(), m.partition());
-        let Some(end) = left.get(&key).copied() else {
+        let Some((from, end)) = left.get(&key).copied() else {
             continue;
         };
+        if m.offset() < from {
+            continue;
+        }
         if m.offset() < end {
             out.push(inbound(&m));
         }
@@ -271,6 +278,7 @@ impl KafkaBus {
             producer,
             read_back_config,
             read_backs: Arc::new(tokio::sync::Semaphore::new(MAX_READ_BACKS)),
+            idle_readers: Arc::default(),
             group_id,
             state,
             send_timeout: settings.send_timeout,
@@ -495,11 +503,25 @@ impl Bus for KafkaBus {
     fn read_back(&self, ranges: Vec<LogRange>) -> ReadFuture {
         let config = self.read_back_config.clone();
         let permits = self.read_backs.clone();
+        let idle = self.idle_readers.clone();
         Box::pin(async move {
             let _permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
-            tokio::task::spawn_blocking(move || read_ranges(&config, &ranges))
-                .await
-                .map_err(|e| e.to_string())?
+            tokio::task::spawn_blocking(move || {
+                let reused = idle.lock().expect("read-back pool poisoned").pop();
+                let consumer = match reused {
+                    Some(c) => c,
+                    None => config.create().map_err(|e| e.to_string())?,
+                };
+                let result = read_ranges(&consumer, &ranges);
+                // Kept for the next read-back only if it ended well and let go of its
+                // partitions; otherwise dropped (closed) and the next one starts afresh.
+                if result.is_ok() && consumer.unassign().is_ok() {
+                    idle.lock().expect("read-back pool poisoned").push(consumer);
+                }
+                result
+            })
+            .await
+            .map_err(|e| e.to_string())?
         })
     }
 }

@@ -241,3 +241,18 @@ def test_resume_from_further_back_than_history_reads_the_log(kafka, gateways, st
     got = [b["trade_id"] for _, b in back.find(lambda h, b: b.get("market") == market)]
     assert got == [r["trade_id"] for r in missed], "every missed trade, once, in order"
     assert receipt.get("x-recovered") == "true", receipt
+    # Resumed again from a later cursor: the read-back consumer kept from the first resume
+    # reads only the new range (nothing of its last assignment comes back).
+    again_cursor = [h for h, _ in back.received if h.get("destination") == dest][19]["x-cursor"]
+    back.close()
+    later = [trade(market, f"l-{i}-{uuid.uuid4()}") for i in range(10)]
+    for rec in later:
+        kafka.produce("trades", market, rec)
+    third = stomp_clients(g.port, "again")
+    receipt = _subscribe(third, dest, {"x-resume-after": again_cursor})
+    third.wait_for(lambda h, b: b.get("market") == market, count=30, timeout=20,
+                   what="the 20 trades after the cursor and the 10 produced since")
+    got = [b["trade_id"] for _, b in third.find(lambda h, b: b.get("market") == market)]
+    want = [r["trade_id"] for r in missed[20:] + later]
+    assert got == want, "the second read-back returns its own range, once, in order"
+    assert receipt.get("x-recovered") == "true", receipt
