@@ -257,19 +257,23 @@ def main():
         if n > 1:
             reps.setdefault((s_, n), []).append(NAMES.get(t, t))
     if reps:
-        o.append("- Repeats: " + "; ".join(f"scenario {s_} ran {n} times back to back on one server start "
+        how = {"1": "back to back on one server start",
+               "2": "on one server start each, the servers taking turns round after round where they "
+                    "share the machine (stompgate, its baseline, the ceiling and Bun are all started, "
+                    "and each round runs each once; RabbitMQ and Spring run theirs back to back)"}
+        o.append("- Repeats: " + "; ".join(f"scenario {s_} ran {n} times {how.get(s_, 'back to back')} "
                                            f"({', '.join(ts)})" for (s_, n), ts in sorted(reps.items()))
                  + ". The cell shows the best run (scenario 1: the highest rate; scenario 2: the lowest p99, "
                  "and the lowest p999 of the runs) and every run's figure in brackets; **noisy** marks a figure "
-                 "that moved more than 20% between two back-to-back runs. The other scenarios run once, so "
+                 "that moved more than 20% between two runs of the same server. The other scenarios run once, so "
                  "that the whole run stays near 40 minutes on 2 cores: 3 and 4 measure RSS and connect time "
                  "(which barely move), 5 is already 60 s long, 6 compares the gateway with a plain consumer "
                  "inside one run, 7–9 are stompgate's alone and 10 measures the feed's path. The CPU pressure of each run is in each "
                  "table's last row.")
     if "stompgate-before" in targets:
         o.append(f"- `stompgate before`: an older stompgate binary ({versions.get('stompgate-before', '?')}), "
-                 "given with `--baseline`, run in the same sitting right after the current one on scenarios 1 "
-                 "and 2, started with the same flags where it has them. The column `after vs before` is the "
+                 "given with `--baseline`, run in the same sitting right after the current one on scenario 1 "
+                 "and in turns with it on scenario 2, started with the same flags where it has them. The column `after vs before` is the "
                  "ratio as elsewhere (above 1: the current build is better).")
     o.append("")
     o.append("## Versions\n")

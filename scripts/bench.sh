@@ -22,7 +22,8 @@
 #              target `stompgate-before` (started with only the flags its --help lists)
 #   env: BENCH_SCALE=0.2 shortens every timed phase (quick checks; figures not comparable)
 #        BENCH_REPEAT_1=2 BENCH_REPEAT_2=3: runs of scenario 1 (stompgate and
-#        stompgate-before) and of scenario 2 (every target), back to back on one server
+#        stompgate-before, back to back on one server) and of scenario 2 (every target; the
+#        gateway, its baseline, the ceiling and Bun take turns, round after round)
 #
 # Every load targets loopback only, every run is bounded by `timeout`, and every server
 # started here (gateway, ceiling, Bun, RabbitMQ, Spring, Kafka) is stopped on exit.
@@ -67,6 +68,8 @@ RESULTS="$STATE/results.jsonl"
 LOG="$STATE/bench.log"
 SG_PORT=18181
 CEIL_PORT=18182
+BEFORE_PORT=18183
+BUN_PORT=15676
 if [ "$SMOKE" = 1 ]; then
   # The smoke runs from the test command, maybe while a full run is going on: its own
   # files and ports, so neither disturbs the other's results.
@@ -75,6 +78,7 @@ if [ "$SMOKE" = 1 ]; then
   SG_PORT=18191
   CEIL_PORT=18192
   BUN_PORT=18193
+  BEFORE_PORT=18194
 fi
 if [ "$RESUME" = 0 ] || [ ! -f "$RESULTS" ]; then : >"$RESULTS"; fi
 : >"$LOG"
@@ -87,7 +91,6 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 FD_LIMIT="$(ulimit -n)"
 
 SPRING_PORT=15675
-BUN_PORT=15676
 SERVER_PID=""
 SERVER_KIND=""
 PEERS_USED=0
@@ -133,6 +136,7 @@ stop_feed() {
 cleanup() {
   stop_feed
   stop_target
+  if declare -F stop_turns >/dev/null; then stop_turns; fi
   if [ "$PEERS_USED" = 1 ]; then scripts/bench-peers.sh stop all >/dev/null 2>&1; fi
   if [ "$KAFKA_USED" = 1 ]; then scripts/kafka.sh stop --dir "$KAFKA_DIR" --clean >/dev/null 2>&1; fi
 }
@@ -147,7 +151,8 @@ declare -A PAD=([ceiling]=150 [bun]=150 [rabbitmq]=100 [spring]=100)
 SG_BYTES=""
 set_templates() {
   case "$1" in
-    stompgate|stompgate-before) URL="ws://127.0.0.1:$SG_PORT/ws"; SUB='/topic/market/M{i}'; SEND='/app/market/M{i}/chat'; EXTRA=() ;;
+    stompgate) URL="ws://127.0.0.1:$SG_PORT/ws"; SUB='/topic/market/M{i}'; SEND='/app/market/M{i}/chat'; EXTRA=() ;;
+    stompgate-before) URL="ws://127.0.0.1:$BEFORE_PORT/ws"; SUB='/topic/market/M{i}'; SEND='/app/market/M{i}/chat'; EXTRA=() ;;
     ceiling) URL="ws://127.0.0.1:$CEIL_PORT/ws"; SUB='/topic/market/M{i}'; SEND='/topic/market/M{i}'; EXTRA=(--pad "${PAD[ceiling]}") ;;
     # Bun's peer encodes the same MESSAGE as the ceiling.
     bun) URL="ws://127.0.0.1:$BUN_PORT/ws"; SUB='/topic/market/M{i}'; SEND='/topic/market/M{i}'; EXTRA=(--pad "${PAD[bun]}") ;;
@@ -221,15 +226,15 @@ start_target() { # kind [extra gateway flags...]
       # The load generator publishes from one connection at thousands of SENDs per second
       # and spreads its clients over a few addresses: lift the per-client limits. An older
       # binary (--baseline) gets only the flags its --help lists.
-      local bin=target/release/stompgate
-      if [ "$kind" = stompgate-before ]; then bin="$BASELINE"; fi
+      local bin=target/release/stompgate port=$SG_PORT
+      if [ "$kind" = stompgate-before ]; then bin="$BASELINE"; port=$BEFORE_PORT; fi
       local flags
-      mapfile -t flags < <(gateway_flags "$bin" --bind 127.0.0.1 --port "$SG_PORT" --demo-rate 0 \
+      mapfile -t flags < <(gateway_flags "$bin" --bind 127.0.0.1 --port "$port" --demo-rate 0 \
         --send-rate 0 --max-connections-per-ip 0 --connect-rate-per-ip 0 \
         --max-http-connections-per-ip 0 --max-http-connections 20000)
       "$bin" "${flags[@]}" "$@" >>"$STATE/$kind.log" 2>&1 &
       SERVER_PID=$!
-      wait_port "$SG_PORT" 60 || { log "$kind did not start (see $STATE/$kind.log)"; return 1; } ;;
+      wait_port "$port" 60 || { log "$kind did not start (see $STATE/$kind.log)"; return 1; } ;;
     ceiling)
       target/release/ceiling --port "$CEIL_PORT" >>"$STATE/ceiling.log" 2>&1 &
       SERVER_PID=$!
@@ -419,6 +424,36 @@ repeat() {
   REPEAT=""
 }
 
+# Scenario 2 for the servers whose CPU per delivery and tail are compared (stompgate, its
+# baseline, the ceiling, Bun): all started at once (idle, they cost nothing) and run in
+# turns, round after round, so that each meets the same moments of the shared machine; a
+# round of one server after the other would compare a busy minute with a quiet one.
+TURNS=""
+if has 2 "$SCENARIOS"; then
+  for t in $RUN_TARGETS; do
+    case "$t" in stompgate|stompgate-before|ceiling|bun) TURNS="$TURNS $t" ;; esac
+  done
+fi
+declare -A TURN_PID=()
+for t in $TURNS; do
+  if start_target "$t"; then TURN_PID[$t]=$SERVER_PID; fi
+  SERVER_PID=""; SERVER_KIND=""
+done
+stop_turns() {
+  local t
+  for t in "${!TURN_PID[@]}"; do SERVER_KIND=$t; SERVER_PID=${TURN_PID[$t]}; stop_target; done
+  TURN_PID=()
+}
+for ((k = 1; k <= REPEAT_2; k++)); do
+  for t in $TURNS; do
+    [ -n "${TURN_PID[$t]:-}" ] || continue
+    set_templates "$t"; SERVER_KIND=$t; SERVER_PID=${TURN_PID[$t]}
+    REPEAT=$k run 2 "$t" 90 --mode fixed -n 1000 -d 10 --rate 100000 --duration "$(sc 10)" --warmup "$(sc 3)"
+  done
+done
+REPEAT=""
+stop_turns
+
 for t in $RUN_TARGETS; do
   set_templates "$t"
   for s in $SCENARIOS; do
@@ -429,7 +464,8 @@ for t in $RUN_TARGETS; do
          n=1; case "$t" in stompgate|stompgate-before) n=$REPEAT_1 ;; esac
          repeat "$n" 1 "$t" 300 --mode fanout-ramp -n 1000 -d 10 --ramp-start 2000 --ramp-factor 2 \
            --ramp-max 16000000 --refine 3 --step-secs "$(sc 4)" --p99-limit-ms 50 ;;
-      2) start_target "$t" || continue
+      2) if has "$t" "$TURNS"; then continue; fi
+         start_target "$t" || continue
          repeat "$REPEAT_2" 2 "$t" 90 --mode fixed -n 1000 -d 10 --rate 100000 --duration "$(sc 10)" \
            --warmup "$(sc 3)" ;;
       3) start_target "$t" || continue
