@@ -149,10 +149,11 @@ trap 'exit 130' INT TERM
 # The pads are measured (see `size_frames`); the defaults serve until then.
 declare -A PAD=([ceiling]=150 [bun]=150 [rabbitmq]=100 [spring]=100)
 SG_BYTES=""
+# The gateway's port: the older binary (--baseline) has its own, so both can be up at once.
+sg_port() { if [ "$1" = stompgate-before ]; then echo "$BEFORE_PORT"; else echo "$SG_PORT"; fi; }
 set_templates() {
   case "$1" in
-    stompgate) URL="ws://127.0.0.1:$SG_PORT/ws"; SUB='/topic/market/M{i}'; SEND='/app/market/M{i}/chat'; EXTRA=() ;;
-    stompgate-before) URL="ws://127.0.0.1:$BEFORE_PORT/ws"; SUB='/topic/market/M{i}'; SEND='/app/market/M{i}/chat'; EXTRA=() ;;
+    stompgate|stompgate-before) URL="ws://127.0.0.1:$(sg_port "$1")/ws"; SUB='/topic/market/M{i}'; SEND='/app/market/M{i}/chat'; EXTRA=() ;;
     ceiling) URL="ws://127.0.0.1:$CEIL_PORT/ws"; SUB='/topic/market/M{i}'; SEND='/topic/market/M{i}'; EXTRA=(--pad "${PAD[ceiling]}") ;;
     # Bun's peer encodes the same MESSAGE as the ceiling.
     bun) URL="ws://127.0.0.1:$BUN_PORT/ws"; SUB='/topic/market/M{i}'; SEND='/topic/market/M{i}'; EXTRA=(--pad "${PAD[bun]}") ;;
@@ -226,8 +227,9 @@ start_target() { # kind [extra gateway flags...]
       # The load generator publishes from one connection at thousands of SENDs per second
       # and spreads its clients over a few addresses: lift the per-client limits. An older
       # binary (--baseline) gets only the flags its --help lists.
-      local bin=target/release/stompgate port=$SG_PORT
-      if [ "$kind" = stompgate-before ]; then bin="$BASELINE"; port=$BEFORE_PORT; fi
+      local bin=target/release/stompgate port
+      port="$(sg_port "$kind")"
+      if [ "$kind" = stompgate-before ]; then bin="$BASELINE"; fi
       local flags
       mapfile -t flags < <(gateway_flags "$bin" --bind 127.0.0.1 --port "$port" --demo-rate 0 \
         --send-rate 0 --max-connections-per-ip 0 --connect-rate-per-ip 0 \
@@ -424,6 +426,9 @@ repeat() {
   REPEAT=""
 }
 
+# Scenario 2's load, for every target.
+S2_ARGS=(--mode fixed -n 1000 -d 10 --rate 100000 --duration "$(sc 10)" --warmup "$(sc 3)")
+
 # Scenario 2 for the servers whose CPU per delivery and tail are compared (stompgate, its
 # baseline, the ceiling, Bun): all started at once (idle, they cost nothing) and run in
 # turns, round after round, so that each meets the same moments of the shared machine; a
@@ -448,7 +453,7 @@ for ((k = 1; k <= REPEAT_2; k++)); do
   for t in $TURNS; do
     [ -n "${TURN_PID[$t]:-}" ] || continue
     set_templates "$t"; SERVER_KIND=$t; SERVER_PID=${TURN_PID[$t]}
-    REPEAT=$k run 2 "$t" 90 --mode fixed -n 1000 -d 10 --rate 100000 --duration "$(sc 10)" --warmup "$(sc 3)"
+    REPEAT=$k run 2 "$t" 90 "${S2_ARGS[@]}"
   done
 done
 REPEAT=""
@@ -466,8 +471,7 @@ for t in $RUN_TARGETS; do
            --ramp-max 16000000 --refine 3 --step-secs "$(sc 4)" --p99-limit-ms 50 ;;
       2) if has "$t" "$TURNS"; then continue; fi
          start_target "$t" || continue
-         repeat "$REPEAT_2" 2 "$t" 90 --mode fixed -n 1000 -d 10 --rate 100000 --duration "$(sc 10)" \
-           --warmup "$(sc 3)" ;;
+         repeat "$REPEAT_2" 2 "$t" 90 "${S2_ARGS[@]}" ;;
       3) start_target "$t" || continue
          # 19,000: the open-file hard limit is 20,000 per process on the build machines,
          # for the server and for the load generator alike.
