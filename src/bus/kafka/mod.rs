@@ -8,22 +8,22 @@
 //! once every partition of every topic is assigned and read up to the end it had at start,
 //! and the broker answers: a record produced after that reaches subscribers.
 
-use super::{
-    Bus, InboundRecord, LogRange, OutboundRecord, ReadBack, ReadFuture, RecordSink, SendError,
-    SendFuture,
-};
+mod consume;
+mod read_back;
+
+use super::{Bus, LogRange, OutboundRecord, ReadFuture, RecordSink, SendError, SendFuture};
 use crate::metrics::Metrics;
+use consume::{ConsumerState, consume, probe};
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
-use rdkafka::{Offset, TopicPartitionList};
-use std::collections::HashMap;
+use read_back::ReadBacks;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -84,115 +84,11 @@ impl ConsumerContext for GatewayContext {}
 
 pub struct KafkaBus {
     producer: FutureProducer<GatewayContext>,
-    /// Settings of the consumers that read ranges back for resuming clients.
-    read_back_config: ClientConfig,
-    /// At most this many read-backs at once; a reconnect storm queues behind it.
-    read_backs: Arc<tokio::sync::Semaphore>,
-    /// Read-back consumers kept connected between read-backs (at most `MAX_READ_BACKS`):
-    /// a resume then skips the connection and metadata round trips of a new client.
-    idle_readers: Arc<std::sync::Mutex<Vec<BaseConsumer>>>,
+    /// The consumers that read ranges back for resuming clients.
+    read_backs: ReadBacks,
     group_id: String,
     state: Arc<ConsumerState>,
     send_timeout: Duration,
-}
-
-/// Read-backs running at once.
-const MAX_READ_BACKS: usize = 4;
-/// Most records one read-back returns; a longer gap is reported as not recovered.
-pub const MAX_READ_BACK_RECORDS: i64 = 100_000;
-/// Time one read-back may take.
-const READ_BACK_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Reads `ranges` with `consumer`, assigned to them alone (blocking; run on a blocking
-/// thread).
-fn read_ranges(consumer: &BaseConsumer, ranges: &[LogRange]) -> Result<ReadBack, String> {
-    let mut list = TopicPartitionList::new();
-    // Per partition: (first offset wanted, end). A consumer used before may still hold a
-    // record of its last assignment; one outside the range is skipped.
-    let mut left: HashMap<(String, i32), (i64, i64)> = HashMap::new();
-    let mut budget = MAX_READ_BACK_RECORDS;
-    let mut complete = true;
-    for r in ranges.iter().filter(|r| r.to > r.from) {
-        let from = r.from.max(r.to - budget);
-        complete &= from == r.from;
-        budget -= r.to - from;
-        list.add_partition_offset(&r.topic, r.partition, Offset::Offset(from))
-            .map_err(|e| e.to_string())?;
-        left.insert((r.topic.clone(), r.partition), (from, r.to));
-        if budget <= 0 {
-            complete = false;
-            break;
-        }
-    }
-    consumer.assign(&list).map_err(|e| e.to_string())?;
-    let deadline = std::time::Instant::now() + READ_BACK_TIMEOUT;
-    let mut out = Vec::new();
-    while !left.is_empty() {
-        if std::time::Instant::now() > deadline {
-            return Err(format!(
-                "read-back did not finish within {READ_BACK_TIMEOUT:?}"
-            ));
-        }
-        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let m = m.map_err(|e| e.to_string())?;
-        let key = (m.topic().to_string(), m.partition());
-        let Some((from, end)) = left.get(&key).copied() else {
-            continue;
-        };
-        if m.offset() < from {
-            continue;
-        }
-        if m.offset() < end {
-            out.push(inbound(&m));
-        }
-        if m.offset() + 1 >= end {
-            left.remove(&key);
-        }
-    }
-    Ok(ReadBack {
-        records: out,
-        complete,
-    })
-}
-
-/// An rdkafka message as the gateway's record.
-fn inbound<M: Message>(m: &M) -> InboundRecord {
-    let headers = m
-        .headers()
-        .map(|h| {
-            h.iter()
-                .filter_map(|Header { key, value }| {
-                    Some((
-                        key.to_string(),
-                        String::from_utf8_lossy(value?).into_owned(),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    InboundRecord {
-        topic: m.topic().to_string(),
-        partition: m.partition(),
-        offset: m.offset(),
-        key: m.key().map(bytes::Bytes::copy_from_slice),
-        headers,
-        value: bytes::Bytes::copy_from_slice(m.payload().unwrap_or_default()),
-        timestamp_ms: m
-            .timestamp()
-            .to_millis()
-            .unwrap_or_else(crate::clock::now_ms),
-    }
-}
-
-/// What readiness is made of.
-#[derive(Default)]
-struct ConsumerState {
-    /// The broker answered the last metadata request.
-    reachable: AtomicBool,
-    /// Every partition of every topic is assigned and read up to its end at start.
-    warm: AtomicBool,
 }
 
 /// `<prefix>-<host>-<random>`: unique per replica and per start.
@@ -276,174 +172,11 @@ impl KafkaBus {
         tracing::info!(%group_id, brokers = %settings.brokers, topics = ?settings.topics, "kafka bus started");
         Ok(KafkaBus {
             producer,
-            read_back_config,
-            read_backs: Arc::new(tokio::sync::Semaphore::new(MAX_READ_BACKS)),
-            idle_readers: Arc::default(),
+            read_backs: ReadBacks::new(read_back_config),
             group_id,
             state,
             send_timeout: settings.send_timeout,
         })
-    }
-}
-
-/// Where each partition starts, and the end it had at start: `(topic, partition, start, end)`.
-type Plan = Vec<(String, i32, i64, i64)>;
-
-/// Finds every partition of `topics` and where to start reading it; `Err` says what is
-/// missing (the caller retries).
-fn plan(
-    consumer: &StreamConsumer<GatewayContext>,
-    topics: &[String],
-    history_records: i64,
-) -> Result<Plan, String> {
-    let timeout = Duration::from_secs(5);
-    let mut plan = Vec::new();
-    for topic in topics {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), timeout)
-            .map_err(|e| format!("metadata of topic {topic}: {e}"))?;
-        let t = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .ok_or_else(|| format!("topic {topic} not in the metadata"))?;
-        if let Some(e) = t.error() {
-            return Err(format!(
-                "topic {topic}: {}; create it (the gateway does not create topics)",
-                rdkafka::types::RDKafkaErrorCode::from(e)
-            ));
-        }
-        if t.partitions().is_empty() {
-            return Err(format!("topic {topic} has no partitions yet"));
-        }
-        for p in t.partitions() {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, p.id(), timeout)
-                .map_err(|e| format!("offsets of {topic}/{}: {e}", p.id()))?;
-            let start = (high - history_records.max(0)).max(low);
-            plan.push((topic.clone(), p.id(), start, high));
-        }
-    }
-    Ok(plan)
-}
-
-async fn consume(
-    consumer: Arc<StreamConsumer<GatewayContext>>,
-    sink: Arc<dyn RecordSink>,
-    topics: Vec<String>,
-    history_records: i64,
-    state: Arc<ConsumerState>,
-    shutdown: CancellationToken,
-) {
-    // 1. Every partition and where to start it; retried until the brokers and topics are there.
-    let plan = loop {
-        let c = consumer.clone();
-        let t = topics.clone();
-        let planned = tokio::task::spawn_blocking(move || plan(&c, &t, history_records))
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()));
-        match planned {
-            Ok(plan) => break plan,
-            Err(e) => {
-                tracing::warn!(error = %e, "kafka partitions not known yet; not ready, retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
-    };
-    // 2. Assign them all at their start offsets.
-    let mut list = TopicPartitionList::new();
-    let mut warming: HashMap<(String, i32), i64> = HashMap::new();
-    for (topic, partition, start, end) in &plan {
-        sink.partition_start(topic, *partition, *start);
-        if let Err(e) = list.add_partition_offset(topic, *partition, Offset::Offset(*start)) {
-            tracing::error!(%topic, partition, error = %e, "cannot assign partition");
-        }
-        if end > start {
-            warming.insert((topic.clone(), *partition), *end);
-        }
-    }
-    if let Err(e) = consumer.assign(&list) {
-        tracing::error!(error = %e, "cannot assign partitions; the bus stays not ready");
-        return;
-    }
-    let history: i64 = plan.iter().map(|(_, _, s, e)| e - s).sum();
-    tracing::info!(
-        partitions = plan.len(),
-        history_records = history,
-        "kafka partitions assigned; reading history"
-    );
-    if warming.is_empty() {
-        state.warm.store(true, Ordering::Relaxed);
-        tracing::info!("kafka history read (nothing to read)");
-    }
-    // 3. Read: records before each partition's end at start are history, the rest live.
-    loop {
-        let message = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            m = consumer.recv() => m,
-        };
-        match message {
-            Ok(m) => {
-                let record = inbound(&m);
-                let key = (record.topic.clone(), record.partition);
-                match warming.get(&key) {
-                    Some(end) if record.offset < *end => {
-                        sink.history(&record, "kafka");
-                        if record.offset + 1 >= *end {
-                            warming.remove(&key);
-                        }
-                    }
-                    _ => {
-                        warming.remove(&key);
-                        sink.record(&record, "kafka");
-                    }
-                }
-                if !warming.is_empty() || state.warm.load(Ordering::Relaxed) {
-                    continue;
-                }
-                state.warm.store(true, Ordering::Relaxed);
-                tracing::info!(
-                    records = history,
-                    "kafka history read: ready once reachable"
-                );
-            }
-            Err(error) => {
-                tracing::warn!(%error, "kafka consume error; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-}
-
-/// Reachability: the broker answers a metadata request.
-async fn probe(
-    consumer: Arc<StreamConsumer<GatewayContext>>,
-    state: Arc<ConsumerState>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let c = consumer.clone();
-        let ok = tokio::task::spawn_blocking(move || {
-            c.fetch_metadata(None, Duration::from_secs(2))
-                .map(|m| !m.brokers().is_empty())
-                .unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
-        if ok != state.reachable.swap(ok, Ordering::Relaxed) {
-            if ok {
-                tracing::info!("kafka reachable: ready");
-            } else {
-                tracing::warn!("kafka unreachable: not ready; clients stay connected");
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
     }
 }
 
@@ -501,27 +234,6 @@ impl Bus for KafkaBus {
     }
 
     fn read_back(&self, ranges: Vec<LogRange>) -> ReadFuture {
-        let config = self.read_back_config.clone();
-        let permits = self.read_backs.clone();
-        let idle = self.idle_readers.clone();
-        Box::pin(async move {
-            let _permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
-            tokio::task::spawn_blocking(move || {
-                let reused = idle.lock().expect("read-back pool poisoned").pop();
-                let consumer = match reused {
-                    Some(c) => c,
-                    None => config.create().map_err(|e| e.to_string())?,
-                };
-                let result = read_ranges(&consumer, &ranges);
-                // Kept for the next read-back only if it ended well and let go of its
-                // partitions; otherwise dropped (closed) and the next one starts afresh.
-                if result.is_ok() && consumer.unassign().is_ok() {
-                    idle.lock().expect("read-back pool poisoned").push(consumer);
-                }
-                result
-            })
-            .await
-            .map_err(|e| e.to_string())?
-        })
+        self.read_backs.read(ranges)
     }
 }
