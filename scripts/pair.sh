@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# pair.sh: CPU per delivery of two servers under the same load at the same moment.
+#
+# On a shared machine a figure moves 5-10% between sittings, more than most changes to the
+# delivery path are worth; taking turns (as bench.sh does) spreads that noise but does not
+# remove it. Here both servers get scenario 2's load at once, each from its own load
+# generator, so a busy minute of the machine lands on both; the ratio of the two figures
+# in a round is what to read, not the figures themselves.
+#
+# usage: scripts/pair.sh [--rounds N] [--rate DELIVERIES_PER_S] A B
+#   A, B: a stompgate binary, or `ceiling` (the bare broadcaster, target/release/ceiling)
+#   --rate is per server (default 60000: two servers and two load generators fit 2 cores)
+# needs: cargo build --release --bins (loadgen, ceiling)
+# prints one line per round and per server, then the median ratio B/A of CPU per delivery.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+R=target/release
+ROUNDS=5
+RATE=60000
+while [ $# -gt 2 ]; do
+  case "$1" in
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --rate) RATE=$2; shift 2 ;;
+    *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
+  esac
+done
+[ $# -eq 2 ] || { echo "usage: $0 [--rounds N] [--rate R] A B (binaries, or ceiling)" >&2; exit 2; }
+for bin in "$R/loadgen" "$R/ceiling"; do
+  [ -x "$bin" ] || { echo "$bin is missing: run cargo build --release --bins" >&2; exit 1; }
+done
+LOG=$(mktemp -d)
+PIDS=()
+trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
+
+# start NAME BINARY PORT: starts one server; prints its pid.
+start() {
+  if [ "$2" = ceiling ]; then
+    "$R/ceiling" --port "$3" >"$LOG/$1.log" 2>&1 &
+  else
+    "$2" --bind 127.0.0.1 --port "$3" --demo-rate 0 --send-rate 0 --max-connections-per-ip 0 \
+      --connect-rate-per-ip 0 --max-http-connections-per-ip 0 --max-http-connections 20000 \
+      >"$LOG/$1.log" 2>&1 &
+  fi
+  echo $!
+}
+PA=$(start A "$1" 18431); PIDS+=("$PA")
+PB=$(start B "$2" 18432); PIDS+=("$PB")
+sleep 2
+echo "A = $1, B = $2, $ROUNDS rounds of ${RATE} deliveries/s each, at the same time (logs in $LOG)"
+
+ratios=()
+for round in $(seq "$ROUNDS"); do
+  loads=()
+  for t in A B; do
+    if [ $t = A ]; then bin=$1 pid=$PA port=18431 base=40; else bin=$2 pid=$PB port=18432 base=60; fi
+    if [ "$bin" = ceiling ]; then send=(--send-template '/topic/market/M{i}' --pad 252)
+    else send=(--send-template '/app/market/M{i}/chat'); fi
+    timeout 90 "$R/loadgen" --scenario 2 --target "$t" --url "ws://127.0.0.1:$port/ws" --server-pid "$pid" \
+      --sub-template '/topic/market/M{i}' "${send[@]}" --source-base "$base" --mode fixed -n 1000 -d 10 \
+      --rate "$RATE" --duration 15 --warmup 3 >"$LOG/$t.$round.json" 2>"$LOG/$t.$round.err" &
+    loads+=($!)
+  done
+  wait "${loads[@]}" || { echo "round $round: a load generator failed, see $LOG" >&2; exit 1; }
+  line=$(python3 - "$LOG/A.$round.json" "$LOG/B.$round.json" <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+for name, r in (("A", a), ("B", b)):
+    print(f"  {name}  cpu/delivery {r['server_cpu_us_per_delivery']:6.2f} us  p99 {r['p99_ms']:7.3f} ms"
+          f"  p999 {r['p999_ms']:7.3f} ms  lost {r['lost']}", file=sys.stderr)
+print(f"{b['server_cpu_us_per_delivery'] / a['server_cpu_us_per_delivery']:.4f}")
+EOF
+)
+  echo "round $round: B/A = $line"
+  ratios+=("$line")
+done
+median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}')
+echo "median B/A of CPU per delivery over $ROUNDS rounds: $median"
