@@ -537,6 +537,16 @@ if { has 6 "$SCENARIOS" || has 10 "$SCENARIOS"; } && has stompgate "$TARGETS"; t
           --warmup "$(sc 3 1)" --drain-secs 5 --kafka-plain "$KAFKA_BOOTSTRAP"
         stop_target
       fi
+      # The light load through the bare broadcaster (no Kafka: a SEND goes straight to its
+      # fan-out), for how far each copy trails its message's first copy: the fan-out to 100
+      # sockets alone, which the every-copy figures above include. At light load both get
+      # one record at a time; at 100k/s Kafka hands the gateway records in fetch batches, so
+      # the two would not fan out the same input.
+      if has 6 "$SCENARIOS" && has ceiling "$TARGETS" && start_target ceiling; then
+        run 6-light ceiling 120 --mode fixed -n 1000 -d 10 --rate 1000 --duration "$(sc 30 5)" \
+          --warmup "$(sc 3 1)" --drain-secs 5 --first-copy
+        stop_target
+      fi
       if has 10 "$SCENARIOS"; then run_feed_scenario; fi
       scripts/kafka.sh stop --dir "$KAFKA_DIR" --clean >/dev/null 2>&1
       KAFKA_USED=0

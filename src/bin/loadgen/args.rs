@@ -176,6 +176,11 @@ pub struct Args {
     /// own delivery-delay histogram from its /metrics, beside SEND → socket.
     #[arg(long)]
     pub kafka_plain: Option<String>,
+    /// Also measure each message's first copy (SEND → the first subscriber's read) and how
+    /// far every copy trails its message's first copy, i.e. the fan-out's spread (fixed
+    /// mode; implied by --kafka-plain).
+    #[arg(long)]
+    pub first_copy: bool,
     /// Topic the gateway produces the load generator's SENDs to (its chat topic).
     #[arg(long, default_value = "chat")]
     pub kafka_plain_topic: String,

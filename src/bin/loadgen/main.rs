@@ -123,7 +123,7 @@ async fn real_main(a: Args) -> i32 {
         stop: AtomicBool::new(false),
         record: AtomicBool::new(false),
         trades: a.mode == Mode::TradeWatch,
-        first: a.kafka_plain.is_some().then(|| FirstCopy::new(d)),
+        first: (a.kafka_plain.is_some() || a.first_copy).then(|| FirstCopy::new(d)),
     });
     let proc_ = Proc {
         server: a.server_pid.map(|p| p.to_string()),

@@ -107,10 +107,8 @@ pub async fn subscriber(
                     n += 1;
                     if record {
                         sh.hist.record(now.saturating_sub(t));
-                        if let Some(f) = &sh.first
-                            && f.first(d, seq)
-                        {
-                            f.hist.record(now.saturating_sub(t));
+                        if let Some(f) = &sh.first {
+                            f.copy(d, seq, now, t);
                         }
                     }
                     if let Some(l) = last_seq
