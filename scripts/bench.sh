@@ -307,7 +307,8 @@ if [ "$SMOKE" = 1 ]; then
       bun|rabbitmq|spring) PEERS_USED=1; scripts/bench-peers.sh install "$t" 2>&1 | tee -a "$LOG" >&2 ;;
     esac
     start_target "$t" || { ok=0; continue; }
-    run smoke-fanout "$t" 30 --mode fixed -n 60 -d 3 --rate 6000 --duration 2 --warmup 0.5 --drain-secs 3 || ok=0
+    run smoke-fanout "$t" 30 --mode fixed -n 60 -d 3 --rate 6000 --duration 2 --warmup 0.5 --drain-secs 3 \
+      --first-copy || ok=0
     run smoke-storm "$t" 30 --mode storm -n 300 -d 3 --connect-timeout 10 || ok=0
     if [ "$t" = stompgate ]; then
       run smoke-history "$t" 30 --mode history-mem -n 0 -d 200 --messages-per-dest 20 \
@@ -317,8 +318,9 @@ if [ "$SMOKE" = 1 ]; then
     fi
     stop_target
   done
-  python3 - "$RESULTS" <<'EOF'
+  python3 - "$RESULTS" <<'EOF' || ok=0
 import json, sys
+bad = 0
 for line in open(sys.argv[1]):
     r = json.loads(line)
     if r.get("kind") == "frame":
@@ -339,8 +341,15 @@ for line in open(sys.argv[1]):
               f"p999 {r['p999_ms']} ms, {r.get('bytes_per_delivery')} bytes per MESSAGE, CPU per delivery: server {r.get('server_cpu_us_per_delivery')} µs, "
               f"loadgen {r.get('loadgen_cpu_us_per_delivery')} µs; CPU pressure "
               f"{r.get('scenario_cpu_psi_before')} -> {r.get('scenario_cpu_psi_after')}%")
+        # --first-copy: every delivered copy is timed against its message's first copy.
+        n = r.get("behind_first_copies") or 0
+        print(f"  {r['target']:<10} {r['scenario']}: first copy p99 {r.get('first_p99_ms')} ms; {n} copies "
+              f"behind their first copy by p50 {r.get('behind_first_p50_ms')} p99 {r.get('behind_first_p99_ms')} ms")
+        if n == 0:
+            print(f"  {r['target']} {r['scenario']}: the fan-out spread timed {n} copies"); bad = 1
     else:
         print(f"  {r['target']:<10} {r['scenario']}: {r['ready']}/{r['connections']} subscribed in {r['connect_s']} s")
+sys.exit(bad)
 EOF
   if [ "$ok" = 1 ]; then echo "bench smoke: ok"; exit 0; fi
   echo "bench smoke: FAILED (see $LOG)"; exit 1
