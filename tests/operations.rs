@@ -59,6 +59,44 @@ async fn metrics_move_with_traffic() {
     server.shutdown().await;
 }
 
+/// A client that gets a message now and then (far apart: not streaming) has each one in
+/// the delivery-delay histogram as soon as it is written, not a second or two later.
+#[tokio::test]
+async fn a_delivery_far_from_the_last_is_counted_at_once() {
+    let server = start(&["--demo-rate", "0"]).await;
+    let addr = server.addr;
+    let mut sub = Client::connect(addr, "sub").await;
+    sub.send("SUBSCRIBE\nid:0\ndestination:/topic/market/KRW-ETH\nreceipt:s\n\n\0")
+        .await;
+    sub.expect(Command::Receipt).await;
+    let mut publisher = Client::connect(addr, "pub").await;
+    let count = || async {
+        let (_, text) = http_get(addr, "/metrics").await;
+        metric(&text, "stompgate_delivery_delay_seconds_count")
+    };
+    for n in 1..=3 {
+        publisher
+            .send(&format!(
+                "SEND\ndestination:/app/market/KRW-ETH/chat\n\n{{\"text\":\"{n}\"}}\0"
+            ))
+            .await;
+        sub.expect(Command::Message).await;
+        // The write is counted before the next poll of the session: give it a moment, far
+        // less than the second that batches the counts of a streaming session.
+        let deadline = Instant::now() + Duration::from_millis(200);
+        while count().await < n as f64 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            count().await,
+            n as f64,
+            "delivery {n} not counted within 200 ms"
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_order_and_exits_zero() {
     let mut child = Process::new(env!("CARGO_BIN_EXE_stompgate"))
