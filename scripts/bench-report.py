@@ -423,6 +423,11 @@ def main():
         def gw(key):
             return lambda r: f"≤ {fmt(r[key])}" if r.get(key) is not None else ("> 5,000" if r.get("gateway_hist_count") else None)
 
+        def p50_p99(prefix):
+            # "p50 / p99" of `<prefix>_p50_ms` and `<prefix>_p99_ms`, when the run has them.
+            return lambda r: (f"{fmt(r.get(prefix + '_p50_ms'))} / {fmt(r[prefix + '_p99_ms'])}"
+                              if r.get(prefix + "_p99_ms") is not None else None)
+
         kafka_rows = [
             ("delivered msgs/s", g("delivered_per_s"), None, ""),
             ("records through Kafka in the window (plain consumer)", g("plain_records"), None, ""),
@@ -433,13 +438,11 @@ def main():
             ("**gateway adds at p99 (ms)**", g("gateway_adds_p99_ms"), None, ""),
             ("gateway adds at p50 (ms)", g("gateway_adds_p50_ms"), None, ""),
             ("SEND → first copy of each record at any socket, p50 / p99 (ms)",
-             lambda r: f"{fmt(r.get('first_p50_ms'))} / {fmt(r.get('first_p99_ms'))}" if r.get("first_p99_ms") is not None else None,
-             None, ""),
+             p50_p99("first"), None, ""),
             ("**gateway adds to the first copy at p99 (ms)**", g("first_adds_p99_ms"), None, ""),
             ("gateway adds to the first copy at p50 (ms)", g("first_adds_p50_ms"), None, ""),
             ("each copy behind its record's first copy (the fan-out), p50 / p99 (ms)",
-             lambda r: f"{fmt(r.get('behind_first_p50_ms'))} / {fmt(r.get('behind_first_p99_ms'))}" if r.get("behind_first_p99_ms") is not None else None,
-             None, ""),
+             p50_p99("behind_first"), None, ""),
             ("SEND → socket p999 / plain p999 (ms)",
              lambda r: f"{fmt(r.get('p999_ms'))} / {fmt(r.get('plain_p999_ms'))}", None, ""),
             ("gateway histogram p50 (ms)", gw("gateway_hist_p50_ms"), None, ""),

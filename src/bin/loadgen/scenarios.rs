@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use crate::args::Mode;
+use crate::hist::Pct;
 use crate::procfs::{Proc, proc_rss_kb};
 use crate::report::{human_step, r1, r3};
 use crate::step::{Run, StepResult};
@@ -186,11 +187,9 @@ async fn fixed(run: &Run, c: &Connected, o: &mut Map<String, Value>) -> i32 {
         eprintln!("  {size:.0} bytes of WebSocket payload per delivered message");
         o.insert("bytes_per_delivery".into(), json!(size.round() as u64));
     }
-    if let Some(f) = &run.sh.first {
-        first_figures(f, o);
-    }
+    let first = run.sh.first.as_ref().map(|f| first_figures(f, o));
     if let Some(h) = &run.plain {
-        plain_figures(h, run.sh.first.as_ref(), &r, gw0.as_deref(), &murl, o).await;
+        plain_figures(h, first.as_ref(), &r, gw0.as_deref(), &murl, o).await;
     }
     if a.mode == Mode::Slow {
         o.insert("slow_clients".into(), json!(c.slow_n));
@@ -271,8 +270,8 @@ async fn fanout_ramp(run: &Run, o: &mut Map<String, Value>) -> i32 {
 }
 
 /// SEND → each message's first copy, and how far every copy trails its message's first
-/// copy (the fan-out's spread), over the measured window.
-fn first_figures(f: &crate::shared::FirstCopy, o: &mut Map<String, Value>) {
+/// copy (the fan-out's spread), over the measured window; returns the first copy's.
+fn first_figures(f: &crate::shared::FirstCopy, o: &mut Map<String, Value>) -> Pct {
     let q = crate::hist::percentiles(&f.hist.snapshot(), Some(f.hist.max.load(Relaxed)));
     eprintln!(
         "  first copy of each message: {} messages, p50 {:.3} p99 {:.3} p999 {:.3} ms (SEND -> the first subscriber's read)",
@@ -291,6 +290,7 @@ fn first_figures(f: &crate::shared::FirstCopy, o: &mut Map<String, Value>) {
     o.insert("behind_first_p50_ms".into(), json!(r3(b.p50)));
     o.insert("behind_first_p99_ms".into(), json!(r3(b.p99)));
     o.insert("behind_first_p999_ms".into(), json!(r3(b.p999)));
+    q
 }
 
 /// The plain consumer's percentiles over the measured window and the gateway's own
@@ -298,7 +298,7 @@ fn first_figures(f: &crate::shared::FirstCopy, o: &mut Map<String, Value>) {
 /// second: read again 1.5 s after the drain).
 async fn plain_figures(
     h: &crate::hist::Hist,
-    first: Option<&crate::shared::FirstCopy>,
+    first: Option<&Pct>,
     r: &StepResult,
     gw0: Option<&str>,
     murl: &str,
@@ -322,8 +322,7 @@ async fn plain_figures(
     o.insert("plain_max_ms".into(), json!(r3(p.max)));
     o.insert("gateway_adds_p50_ms".into(), json!(r3(r.lat.p50 - p.p50)));
     o.insert("gateway_adds_p99_ms".into(), json!(r3(r.lat.p99 - p.p99)));
-    if let Some(f) = first {
-        let q = crate::hist::percentiles(&f.hist.snapshot(), Some(f.hist.max.load(Relaxed)));
+    if let Some(q) = first {
         eprintln!(
             "  gateway adds {:.3} ms at p99 to the first copy",
             q.p99 - p.p99

@@ -57,6 +57,8 @@ pub struct FirstCopy {
 const RING: usize = 1024;
 const TIME_BITS: u32 = 44; // ns since t0: 4.8 hours
 const TIME_MASK: u64 = (1 << TIME_BITS) - 1;
+/// The low bits of a sequence number a slot keeps as its tag.
+const SEQ_MASK: u64 = (1 << (64 - TIME_BITS)) - 1;
 
 fn pack(seq: u64, now: u64) -> u64 {
     (seq << TIME_BITS) | (now & TIME_MASK)
@@ -100,7 +102,7 @@ impl FirstCopy {
         // across sockets, or the ring wrapped) is left out.
         for _ in 0..1000 {
             let v = slot.load(Acquire);
-            if v >> TIME_BITS == seq & ((1 << (64 - TIME_BITS)) - 1) {
+            if v >> TIME_BITS == seq & SEQ_MASK {
                 self.behind.record(now.saturating_sub(v & TIME_MASK));
                 return;
             }
@@ -137,6 +139,7 @@ impl Shared {
 mod tests {
     use super::FirstCopy;
     use crate::hist::percentiles;
+    use std::sync::atomic::Ordering::Relaxed;
 
     #[test]
     fn copies_trail_their_own_first_copy() {
@@ -152,16 +155,10 @@ mod tests {
         assert_eq!(first.count, 2);
         let behind = f.behind.snapshot();
         assert_eq!(behind.iter().sum::<u64>(), 5);
-        assert_eq!(
-            f.behind.max.load(std::sync::atomic::Ordering::Relaxed),
-            5_995_000
-        );
+        assert_eq!(f.behind.max.load(Relaxed), 5_995_000);
         // A late copy of message 7 after 8 went first is still timed against 7's first copy.
         f.copy(1, 7, 8_000_000, 1_000);
-        assert_eq!(
-            f.behind.max.load(std::sync::atomic::Ordering::Relaxed),
-            7_995_000
-        );
+        assert_eq!(f.behind.max.load(Relaxed), 7_995_000);
     }
 
     #[test]
