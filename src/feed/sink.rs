@@ -2,15 +2,20 @@
 //! gateway's `Bus` interface so the same exchange clients also run on the local bus of the
 //! embedded default (`--live-feed`).
 
-use crate::bus::{Bus, OutboundRecord, SendError, SendFuture};
+use crate::bus::kafka::{message_timeout, produce};
+use crate::bus::{Bus, OutboundRecord, SendFuture};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::producer::{FutureProducer, Producer};
 use std::time::Duration;
+
+/// How long a trade may wait for the broker's acknowledgement unless `--kafka-config` sets
+/// `message.timeout.ms`.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct KafkaSink {
     producer: FutureProducer,
+    /// The producer's effective `message.timeout.ms`.
+    send_timeout: Duration,
 }
 
 impl KafkaSink {
@@ -21,16 +26,20 @@ impl KafkaSink {
             .set("enable.idempotence", "true")
             .set("linger.ms", "2")
             .set("socket.nagle.disable", "true")
-            .set("message.timeout.ms", "30000")
+            .set("message.timeout.ms", SEND_TIMEOUT.as_millis().to_string())
             .set("reconnect.backoff.max.ms", "2000")
             .set_log_level(RDKafkaLogLevel::Warning);
         for (k, v) in extra {
             c.set(k, v);
         }
+        let send_timeout = message_timeout(&c, SEND_TIMEOUT);
         let producer = c
             .create()
             .map_err(|e| format!("--kafka-brokers {brokers}: cannot create the producer: {e}"))?;
-        Ok(KafkaSink { producer })
+        Ok(KafkaSink {
+            producer,
+            send_timeout,
+        })
     }
 
     /// Waits (bounded) for queued trades to be acknowledged, on shutdown.
@@ -47,25 +56,7 @@ impl Bus for KafkaSink {
     }
 
     fn send(&self, record: OutboundRecord) -> SendFuture {
-        let future = FutureRecord::to(&record.topic)
-            .key(&record.key)
-            .payload(&record.value[..]);
-        match self.producer.send_result(future) {
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                Box::pin(async { Err(SendError::QueueFull) })
-            }
-            Err((e, _)) => {
-                let msg = e.to_string();
-                Box::pin(async move { Err(SendError::Rejected(msg)) })
-            }
-            Ok(delivery) => Box::pin(async move {
-                match delivery.await {
-                    Err(_) => Err(SendError::Rejected("producer closed".into())),
-                    Ok(Err((e, _))) => Err(SendError::Rejected(e.to_string())),
-                    Ok(Ok(_)) => Ok(()),
-                }
-            }),
-        }
+        produce(&self.producer, &record, self.send_timeout)
     }
 
     fn ready(&self) -> bool {

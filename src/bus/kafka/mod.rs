@@ -9,17 +9,18 @@
 //! and the broker answers: a record produced after that reaches subscribers.
 
 mod consume;
+mod produce;
 mod read_back;
 
-use super::{Bus, LogRange, OutboundRecord, ReadFuture, RecordSink, SendError, SendFuture};
+use super::{Bus, LogRange, OutboundRecord, ReadFuture, RecordSink, SendFuture};
 use crate::metrics::Metrics;
 use consume::{ConsumerState, consume, probe};
+pub use produce::{message_timeout, produce};
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use rdkafka::statistics::Statistics;
 use read_back::ReadBacks;
 use std::sync::Arc;
@@ -144,6 +145,7 @@ impl KafkaBus {
             .set("reconnect.backoff.max.ms", "2000")
             .set_log_level(RDKafkaLogLevel::Warning);
         apply(&mut producer_config, &settings.producer_config);
+        let send_timeout = message_timeout(&producer_config, settings.send_timeout);
         let producer: FutureProducer<GatewayContext> =
             producer_config.create_with_context(GatewayContext {
                 metrics: metrics.clone(),
@@ -175,7 +177,7 @@ impl KafkaBus {
             read_backs: ReadBacks::new(read_back_config),
             group_id,
             state,
-            send_timeout: settings.send_timeout,
+            send_timeout,
         })
     }
 }
@@ -186,43 +188,7 @@ impl Bus for KafkaBus {
     }
 
     fn send(&self, record: OutboundRecord) -> SendFuture {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (k, v) in &record.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v.as_bytes()),
-            });
-        }
-        let future = FutureRecord::to(&record.topic)
-            .key(&record.key)
-            .payload(&record.value[..])
-            .headers(headers);
-        let timeout = self.send_timeout;
-        match self.producer.send_result(future) {
-            Err((
-                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                _,
-            )) => Box::pin(async { Err(SendError::QueueFull) }),
-            Err((e, _)) => {
-                let msg = e.to_string();
-                Box::pin(async move { Err(SendError::Rejected(msg)) })
-            }
-            Ok(delivery) => Box::pin(async move {
-                let ms = timeout.as_millis() as u64;
-                match tokio::time::timeout(timeout + Duration::from_millis(500), delivery).await {
-                    Err(_) => Err(SendError::Timeout(ms)),
-                    Ok(Err(_canceled)) => Err(SendError::Rejected("producer closed".into())),
-                    Ok(Ok(Err((
-                        KafkaError::MessageProduction(
-                            rdkafka::types::RDKafkaErrorCode::MessageTimedOut,
-                        ),
-                        _,
-                    )))) => Err(SendError::Timeout(ms)),
-                    Ok(Ok(Err((e, _)))) => Err(SendError::Rejected(e.to_string())),
-                    Ok(Ok(Ok(_delivery))) => Ok(()),
-                }
-            }),
-        }
+        produce(&self.producer, &record, self.send_timeout)
     }
 
     fn ready(&self) -> bool {
