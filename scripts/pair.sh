@@ -9,7 +9,9 @@
 # median within about 2% of 1 (rounds 0.97-1.04): a smaller difference is not resolved.
 #
 # usage: scripts/pair.sh [--rounds N] [--rate DELIVERIES_PER_S] A B
-#   A, B: a stompgate binary, or `ceiling` (the bare broadcaster, target/release/ceiling)
+#   A, B: a stompgate binary, or `ceiling` (the bare broadcaster, target/release/ceiling),
+#         or a path to a ceiling binary (its file name starts with `ceiling`), e.g. one
+#         built with other compiler settings
 #   --rate is per server (default 60000: two servers and two load generators fit 2 cores)
 # needs: cargo build --release --bins (loadgen, ceiling)
 # prints one line per round and per server, then the median ratio B/A of CPU per delivery.
@@ -33,10 +35,14 @@ LOG=$(mktemp -d)
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
 
+# is_ceiling BINARY: the bare broadcaster, by name or by path.
+is_ceiling() { case "$(basename "$1")" in ceiling*) return 0 ;; *) return 1 ;; esac; }
+
 # start NAME BINARY PORT: starts one server; prints its pid.
 start() {
-  if [ "$2" = ceiling ]; then
-    "$R/ceiling" --port "$3" >"$LOG/$1.log" 2>&1 &
+  if is_ceiling "$2"; then
+    bin=$2; [ "$bin" = ceiling ] && bin=$R/ceiling
+    "$bin" --port "$3" >"$LOG/$1.log" 2>&1 &
   else
     "$2" --bind 127.0.0.1 --port "$3" --demo-rate 0 --send-rate 0 --max-connections-per-ip 0 \
       --connect-rate-per-ip 0 --max-http-connections-per-ip 0 --max-http-connections 20000 \
@@ -58,7 +64,7 @@ for round in $(seq "$ROUNDS"); do
   for t in "${order[@]}"; do
     if [ "$t" = "${order[0]}" ]; then base=40; else base=60; fi
     if [ $t = A ]; then bin=$1 pid=$PA port=18431; else bin=$2 pid=$PB port=18432; fi
-    if [ "$bin" = ceiling ]; then send=(--send-template '/topic/market/M{i}' --pad 252)
+    if is_ceiling "$bin"; then send=(--send-template '/topic/market/M{i}' --pad 252)
     else send=(--send-template '/app/market/M{i}/chat'); fi
     timeout 90 "$R/loadgen" --scenario 2 --target "$t" --url "ws://127.0.0.1:$port/ws" --server-pid "$pid" \
       --sub-template '/topic/market/M{i}' "${send[@]}" --source-base "$base" --mode fixed -n 1000 -d 10 \
