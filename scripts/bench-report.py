@@ -22,6 +22,7 @@ def load(path):
     results, meta, versions, runs = {}, {}, {}, {}
     commands = []
     feed_driver = None
+    pair = None
     frames = {}
     for line in open(path):
         line = line.strip()
@@ -40,6 +41,8 @@ def load(path):
             frames[r["target"]] = r
         elif k == "feed-driver":
             feed_driver = r
+        elif k == "pair":
+            pair = r
         elif k in ("result", "error", "skipped"):
             key = (str(r.get("scenario")), r.get("target"))
             # Runs of one cell back to back are numbered 1, 2, ...; a first run (or an
@@ -53,6 +56,8 @@ def load(path):
         meta["earlier"] = commands
     if feed_driver:
         meta["feed_driver"] = feed_driver
+    if pair:
+        meta["pair"] = pair
     meta["frames"] = frames
     return results, meta, versions
 
@@ -195,6 +200,29 @@ def notes_for(results, scenario, targets):
     return ("\n" + "\n".join(lines) + "\n") if lines else ""
 
 
+def pair_cpu(pair):
+    """stompgate's CPU per delivery over the ceiling's, side by side: (median, lowest, highest)."""
+    rs = [r["a_us"] / r["b_us"] for r in pair["rounds"] if r.get("b_us")]
+    return 1 / pair["median_b_over_a"], min(rs), max(rs)
+
+
+def pair_section(pair):
+    if not pair or not pair.get("rounds"):
+        return ""
+    med, lo, hi = pair_cpu(pair)
+    o = [f"### CPU per delivery side by side (`scripts/pair.sh`, {len(pair['rounds'])} rounds)\n",
+         f"In turns, a busy moment of the shared machine lands on one server and not on the other. Here "
+         f"stompgate and the ceiling each take scenario 2's load at {pair['rate']:,} deliveries/s at the same "
+         f"time, each from its own load generator, so the ratio within a round is what to read. A build "
+         f"against itself gives a median within about 2% of 1. This ratio decides the CPU goal below.\n",
+         "| round | stompgate (µs) | ceiling (µs) | stompgate ÷ ceiling |",
+         "| --- | --- | --- | --- |"]
+    for i, r in enumerate(pair["rounds"], 1):
+        o.append(f"| {i} | {fmt(r['a_us'])} | {fmt(r['b_us'])} | {r['a_us'] / r['b_us']:.3f} |")
+    o.append(f"| median | | | **{med:.3f}** (rounds {lo:.3f}–{hi:.3f}) |\n")
+    return "\n".join(o) + "\n"
+
+
 def main():
     results, meta, versions = load(sys.argv[1])
     targets = [t for t in ["stompgate"] + PEERS if any(k[1] == t for k in results)]
@@ -325,6 +353,7 @@ def main():
         ("server RSS (MB)", mb("server_rss_kb"), False, ""),
     ] + cpu_rows + [size_row]))
     o.append(notes_for(results, "2", targets))
+    o.append(pair_section(meta.get("pair")))
 
     o.append("## 3. Idle connections: 19,000 connected and subscribed\n")
     o.append("Clients send a STOMP heart-beat every 10 s, as STOMP clients do (RabbitMQ's Web-STOMP closes "
@@ -702,9 +731,18 @@ def main():
             continue
         x = sgc["server_cpu_us_per_delivery"]
         parts = [f"stompgate {x} µs"]
+        pair = meta.get("pair") if s_ == "2" else None
         for t, goal in [("ceiling", "≤ the bare broadcaster's"), ("bun", "aim: ≤ Bun's")]:
             p = res(s_, t)
             if p and p.get("server_cpu_us_per_delivery") is not None:
+                if t == "ceiling" and pair and pair.get("rounds"):
+                    # The goal is judged side by side; the best runs in turns are shown too.
+                    med, lo, hi = pair_cpu(pair)
+                    parts.append(f"{NAMES[t]} {p['server_cpu_us_per_delivery']} µs (best runs in turns); "
+                                 f"side by side, stompgate ÷ ceiling {med:.3f} (median of {len(pair['rounds'])} "
+                                 f"rounds, {lo:.3f}–{hi:.3f}; goal ≤ 1, the bare broadcaster's) "
+                                 f"{verdict(med <= 1)}")
+                    continue
                 parts.append(f"{NAMES[t]} {p['server_cpu_us_per_delivery']} µs ({goal}) "
                              f"{verdict(x <= p['server_cpu_us_per_delivery'])}")
         o.append(f"- Scenario {s_}: server CPU per delivery: " + "; ".join(parts))

@@ -8,22 +8,25 @@
 # in a round is what to read, not the figures themselves. A build against itself gives a
 # median within about 2% of 1 (rounds 0.97-1.04): a smaller difference is not resolved.
 #
-# usage: scripts/pair.sh [--rounds N] [--rate DELIVERIES_PER_S] A B
+# usage: scripts/pair.sh [--rounds N] [--rate DELIVERIES_PER_S] [--json FILE] A B
 #   A, B: a stompgate binary, or `ceiling` (the bare broadcaster, target/release/ceiling),
 #         or a path to a ceiling binary (its file name starts with `ceiling`), e.g. one
 #         built with other compiler settings
 #   --rate is per server (default 60000: two servers and two load generators fit 2 cores)
 # needs: cargo build --release --bins (loadgen, ceiling)
-# prints one line per round and per server, then the median ratio B/A of CPU per delivery.
+# prints one line per round and per server, then the median ratio B/A of CPU per delivery;
+# --json FILE appends the same as one line {"kind":"pair",...} (scripts/bench.sh uses it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 R=target/release
 ROUNDS=5
 RATE=60000
+JSON=
 while [ $# -gt 2 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;;
     --rate) RATE=$2; shift 2 ;;
+    --json) JSON=$2; shift 2 ;;
     *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
@@ -72,9 +75,12 @@ for round in $(seq "$ROUNDS"); do
     loads+=($!)
   done
   wait "${loads[@]}" || { echo "round $round: a load generator failed, see $LOG" >&2; exit 1; }
-  line=$(python3 - "$LOG/A.$round.json" "$LOG/B.$round.json" <<'EOF'
+  line=$(python3 - "$LOG/A.$round.json" "$LOG/B.$round.json" "$LOG/rounds.jsonl" <<'EOF'
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
+with open(sys.argv[3], "a") as f:
+    f.write(json.dumps({"a_us": a["server_cpu_us_per_delivery"], "b_us": b["server_cpu_us_per_delivery"],
+                        "a_p99_ms": a["p99_ms"], "b_p99_ms": b["p99_ms"]}) + "\n")
 for name, r in (("A", a), ("B", b)):
     print(f"  {name}  cpu/delivery {r['server_cpu_us_per_delivery']:6.2f} us  p99 {r['p99_ms']:7.3f} ms"
           f"  p999 {r['p999_ms']:7.3f} ms  lost {r['lost']}", file=sys.stderr)
@@ -86,3 +92,11 @@ EOF
 done
 median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}')
 echo "median B/A of CPU per delivery over $ROUNDS rounds: $median"
+if [ -n "$JSON" ]; then
+  python3 - "$LOG/rounds.jsonl" "$1" "$2" "$RATE" "$median" >>"$JSON" <<'EOF'
+import json, sys
+rounds = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+a, b, rate, median = sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+print(json.dumps({"kind": "pair", "a": a, "b": b, "rate": rate, "rounds": rounds, "median_b_over_a": median}))
+EOF
+fi
