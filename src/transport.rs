@@ -165,7 +165,10 @@ fn append_text(buf: &mut BytesMut, text: &str, typed: &mut Option<bool>) {
 
 /// Writes a server (unmasked) WebSocket frame header for a final text or binary frame of
 /// `chunk[WS_HEADROOM..]` into the headroom, right-aligned; returns where the frame starts.
-fn frame_header(chunk: &mut [u8], text: bool) -> usize {
+/// `utf8` says the payload is known to be UTF-8; otherwise it is checked: text when it is,
+/// binary when not. The same chunk always gets the same header.
+fn frame_header(chunk: &mut [u8], utf8: bool) -> usize {
+    let text = utf8 || std::str::from_utf8(&chunk[WS_HEADROOM..]).is_ok();
     let len = chunk.len() - WS_HEADROOM;
     let opcode = if text { 0x1 } else { 0x2 };
     let mut header = [0u8; WS_HEADROOM];
@@ -185,6 +188,36 @@ fn frame_header(chunk: &mut [u8], text: bool) -> usize {
     let start = WS_HEADROOM - n;
     chunk[start..WS_HEADROOM].copy_from_slice(&header[..n]);
     start
+}
+
+/// How far a write of chunks got: whole chunks before `chunk`, and `offset` bytes of that
+/// one past its start (its WebSocket header included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub chunk: usize,
+    pub offset: usize,
+}
+
+impl Progress {
+    pub const START: Progress = Progress {
+        chunk: 0,
+        offset: 0,
+    };
+
+    fn offset_in(&self, chunk: usize) -> usize {
+        if chunk == self.chunk { self.offset } else { 0 }
+    }
+}
+
+/// What [`Transport::try_send_chunks`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Every chunk is written.
+    All,
+    /// The socket would block here; the rest goes on the waiting path.
+    Upto(Progress),
+    /// The connection failed.
+    Failed(String),
 }
 
 impl Transport {
@@ -290,7 +323,7 @@ impl Transport {
                 v
             })
             .collect();
-        self.send_chunks(chunks, false).await
+        self.send_chunks(chunks, false, Progress::START).await
     }
 
     /// Writes `chunks`, each starting with [`Transport::headroom`] free bytes: on WebSocket
@@ -301,7 +334,14 @@ impl Transport {
     /// is known to be UTF-8 (built from text the gateway checked once per publication), so
     /// it goes as a text message without checking again; otherwise each chunk is checked:
     /// text when it is UTF-8, binary when not.
-    pub async fn send_chunks(&mut self, chunks: Vec<Vec<u8>>, utf8: bool) -> Result<(), String> {
+    ///
+    /// `from` is where [`Transport::try_send_chunks`] stopped ([`Progress::START`] for all).
+    pub async fn send_chunks(
+        &mut self,
+        chunks: Vec<Vec<u8>>,
+        utf8: bool,
+        from: Progress,
+    ) -> Result<(), String> {
         match self {
             Transport::WebSocket {
                 ws,
@@ -314,9 +354,8 @@ impl Transport {
                     *pong_owed = false;
                 }
                 let io = ws.get_mut();
-                for mut chunk in chunks {
-                    let text = utf8 || std::str::from_utf8(&chunk[WS_HEADROOM..]).is_ok();
-                    let start = frame_header(&mut chunk, text);
+                for (i, mut chunk) in chunks.into_iter().enumerate().skip(from.chunk) {
+                    let start = frame_header(&mut chunk, utf8) + from.offset_in(i);
                     *torn = true;
                     io.write_all(&chunk[start..])
                         .await
@@ -326,12 +365,60 @@ impl Transport {
                 io.flush().await.map_err(|e| e.to_string())
             }
             Transport::Tcp { stream, .. } => {
-                for chunk in chunks {
-                    stream.write_all(&chunk).await.map_err(|e| e.to_string())?;
+                for (i, chunk) in chunks.iter().enumerate().skip(from.chunk) {
+                    stream
+                        .write_all(&chunk[from.offset_in(i)..])
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
                 stream.flush().await.map_err(|e| e.to_string())
             }
         }
+    }
+
+    /// Writes as much of `chunks` (as [`Transport::send_chunks`] takes them) as the socket
+    /// accepts now, without waiting: most writes go whole, and need no future to wait on.
+    /// Says how far it got; [`Transport::send_chunks`] goes on from there.
+    pub fn try_send_chunks(&mut self, chunks: &mut [Vec<u8>], utf8: bool) -> Sent {
+        let (io, mut torn) = match self {
+            // A pong tungstenite still holds goes out first, on the waiting path.
+            Transport::WebSocket {
+                pong_owed: true, ..
+            } => return Sent::Upto(Progress::START),
+            Transport::WebSocket { ws, torn, .. } => (ws.get_mut(), Some(torn)),
+            Transport::Tcp { stream, .. } => (stream, None),
+        };
+        for (i, chunk) in chunks.iter_mut().enumerate() {
+            let start = match torn {
+                Some(_) => frame_header(chunk, utf8),
+                None => 0,
+            };
+            let mut at = start;
+            while at < chunk.len() {
+                let sent = match io.try_write(&chunk[at..]) {
+                    Ok(0) => Sent::Failed("the socket took no bytes".into()),
+                    Ok(n) => {
+                        at += n;
+                        continue;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Sent::Upto(Progress {
+                        chunk: i,
+                        offset: at - start,
+                    }),
+                    Err(e) => Sent::Failed(e.to_string()),
+                };
+                if let Some(torn) = torn.as_deref_mut() {
+                    // Half a frame is on the wire until the rest follows.
+                    *torn = at > start;
+                }
+                return sent;
+            }
+        }
+        if let Some(torn) = torn {
+            *torn = false;
+        }
+        Sent::All
     }
 
     /// Closes the transport; on WebSocket with a close code that fits the reason
@@ -389,7 +476,11 @@ mod tests {
             let start = frame_header(&mut chunk, true);
             assert_eq!(&chunk[start..WS_HEADROOM], &header[..], "length {len}");
         }
+        // Not known to be UTF-8: checked, text when it is, binary when not.
         let mut chunk = vec![0; WS_HEADROOM + 3];
+        let start = frame_header(&mut chunk, false);
+        assert_eq!(&chunk[start..WS_HEADROOM], &[0x81, 3]);
+        let mut chunk = vec![0xff; WS_HEADROOM + 3];
         let start = frame_header(&mut chunk, false);
         assert_eq!(&chunk[start..WS_HEADROOM], &[0x82, 3]);
     }
@@ -414,5 +505,72 @@ mod tests {
             format!("{whole}SEND\n\n^@\0")
         );
         assert_eq!(feed(&["CONN", "ECT\n\n\0"]), "CONNECT\n\n\0");
+    }
+
+    /// A write the socket cannot take whole: what `try_send_chunks` could not write goes
+    /// on the waiting path from where it stopped, and the client reads each frame once,
+    /// whole, in order.
+    #[tokio::test]
+    async fn a_write_the_socket_cannot_take_now_goes_on_from_where_it_stopped() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (server, client) = tokio::join!(listener.accept(), client);
+        let (server, mut client) = (server.unwrap().0, client.unwrap());
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            server,
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        let refused = prometheus::IntCounter::new("refused", "pings refused").unwrap();
+        let mut t = Transport::websocket_limited(ws, PingLimit::new(0, refused), Limits::default());
+        // Bigger than any socket buffer on loopback: the client reads nothing yet.
+        let sizes = [100, 8 << 20, 300];
+        let mut chunks: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let mut c = vec![0; WS_HEADROOM];
+                c.extend(std::iter::repeat_n(b'a' + i as u8, n));
+                c
+            })
+            .collect();
+        let from = match t.try_send_chunks(&mut chunks, true) {
+            Sent::Upto(p) => p,
+            other => panic!("the socket took 8 MiB at once: {other:?}"),
+        };
+        assert_eq!(from.chunk, 1, "the first chunk fits, the second does not");
+        assert!(from.offset > 0);
+        assert!(matches!(t, Transport::WebSocket { torn: true, .. }));
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        t.send_chunks(chunks, true, from).await.unwrap();
+        assert!(matches!(t, Transport::WebSocket { torn: false, .. }));
+        drop(t);
+        let got = reader.await.unwrap();
+        let mut at = 0;
+        for (i, &n) in sizes.iter().enumerate() {
+            assert_eq!(got[at], 0x81, "frame {i} is one final text frame");
+            let (len, head) = match got[at + 1] {
+                126 => (u16::from_be_bytes([got[at + 2], got[at + 3]]) as usize, 4),
+                127 => (
+                    u64::from_be_bytes(got[at + 2..at + 10].try_into().unwrap()) as usize,
+                    10,
+                ),
+                l => (l as usize, 2),
+            };
+            assert_eq!(len, n, "frame {i}'s length");
+            let body = &got[at + head..at + head + n];
+            assert!(
+                body.iter().all(|&b| b == b'a' + i as u8),
+                "frame {i}'s bytes"
+            );
+            at += head + n;
+        }
+        assert_eq!(at, got.len(), "nothing written twice");
     }
 }

@@ -13,7 +13,7 @@ use super::writer::{self, DelayStats, Shape};
 use crate::disconnect::Disconnect;
 use crate::hub::outbox::{OTHER, Out, Outbox, QUEUED};
 use crate::stomp::{Frame, Parsed, parse};
-use crate::transport::Transport;
+use crate::transport::{Sent, Transport};
 use bytes::{Bytes, BytesMut};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -293,15 +293,17 @@ impl Session {
             return Err(Close::server(Disconnect::TooManyPendingAcks));
         }
         let timeout = s.write_timeout;
-        let send = transport.send_chunks(assembled.chunks, assembled.utf8);
-        tokio::pin!(send);
-        // Most writes complete at once; only a write that waits on a full socket arms the
-        // write timeout and watches the outbox, giving up as soon as it overflows.
-        let written = match futures::poll!(send.as_mut()) {
-            std::task::Poll::Ready(r) => r,
-            std::task::Poll::Pending => {
+        let mut chunks = assembled.chunks;
+        // Most writes complete at once, with no future to wait on; only a write that finds
+        // the socket full waits, with the write timeout armed and the outbox watched,
+        // giving up as soon as it overflows.
+        let written = match transport.try_send_chunks(&mut chunks, assembled.utf8) {
+            Sent::All => Ok(()),
+            Sent::Failed(e) => Err(e),
+            Sent::Upto(from) => {
                 // On the heap: rare, and the session's future stays small without it.
                 let outbox = self.outbox.clone();
+                let send = transport.send_chunks(chunks, assembled.utf8, from);
                 Box::pin(async move {
                     tokio::select! {
                         written = tokio::time::timeout(timeout, send) => {
