@@ -190,22 +190,21 @@ fn frame_header(chunk: &mut [u8], utf8: bool) -> usize {
     start
 }
 
-/// How far a write of chunks got: whole chunks before `chunk`, and `offset` bytes of that
-/// one past its start (its WebSocket header included).
+/// How far a write of chunks got: whole chunks before `chunk`, and that one written up to
+/// `at`, an index into the chunk itself (on WebSocket its header is already in place); 0
+/// when nothing of it was (nor its header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
     pub chunk: usize,
-    pub offset: usize,
+    pub at: usize,
 }
 
 impl Progress {
-    pub const START: Progress = Progress {
-        chunk: 0,
-        offset: 0,
-    };
+    pub const START: Progress = Progress { chunk: 0, at: 0 };
 
-    fn offset_in(&self, chunk: usize) -> usize {
-        if chunk == self.chunk { self.offset } else { 0 }
+    /// Where chunk `i` goes on from, if it was begun.
+    fn resume(&self, i: usize) -> Option<usize> {
+        (i == self.chunk && self.at > 0).then_some(self.at)
     }
 }
 
@@ -355,7 +354,10 @@ impl Transport {
                 }
                 let io = ws.get_mut();
                 for (i, mut chunk) in chunks.into_iter().enumerate().skip(from.chunk) {
-                    let start = frame_header(&mut chunk, utf8) + from.offset_in(i);
+                    let start = match from.resume(i) {
+                        Some(at) => at,
+                        None => frame_header(&mut chunk, utf8),
+                    };
                     *torn = true;
                     io.write_all(&chunk[start..])
                         .await
@@ -367,7 +369,7 @@ impl Transport {
             Transport::Tcp { stream, .. } => {
                 for (i, chunk) in chunks.iter().enumerate().skip(from.chunk) {
                     stream
-                        .write_all(&chunk[from.offset_in(i)..])
+                        .write_all(&chunk[from.resume(i).unwrap_or(0)..])
                         .await
                         .map_err(|e| e.to_string())?;
                 }
@@ -402,10 +404,9 @@ impl Transport {
                         continue;
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Sent::Upto(Progress {
-                        chunk: i,
-                        offset: at - start,
-                    }),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        Sent::Upto(Progress { chunk: i, at })
+                    }
                     Err(e) => Sent::Failed(e.to_string()),
                 };
                 if let Some(torn) = torn.as_deref_mut() {
@@ -541,7 +542,7 @@ mod tests {
             other => panic!("the socket took 8 MiB at once: {other:?}"),
         };
         assert_eq!(from.chunk, 1, "the first chunk fits, the second does not");
-        assert!(from.offset > 0);
+        assert!(from.at > WS_HEADROOM, "part of the second frame is written");
         assert!(matches!(t, Transport::WebSocket { torn: true, .. }));
         let reader = tokio::spawn(async move {
             let mut got = Vec::new();
