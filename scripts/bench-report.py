@@ -5,6 +5,7 @@ import json
 import os
 import platform
 import subprocess
+import statistics
 import sys
 
 PEERS = ["stompgate-before", "ceiling", "bun", "rabbitmq", "spring"]
@@ -203,7 +204,7 @@ def notes_for(results, scenario, targets):
 def pair_cpu(pair):
     """stompgate's CPU per delivery over the ceiling's, side by side: (median, lowest, highest)."""
     rs = [r["a_us"] / r["b_us"] for r in pair["rounds"] if r.get("b_us")]
-    return 1 / pair["median_b_over_a"], min(rs), max(rs)
+    return statistics.median(rs), min(rs), max(rs)
 
 
 def pair_section(pair):
