@@ -36,7 +36,16 @@ for bin in "$R/loadgen" "$R/ceiling"; do
 done
 LOG=$(mktemp -d)
 PIDS=()
-trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
+# stop: ends the servers and waits (up to 10 s) until they are gone, so that a run
+# started right after this one finds its ports free.
+stop() {
+  kill "${PIDS[@]}" 2>/dev/null || true
+  for _ in $(seq 100); do
+    kill -0 "${PIDS[@]}" 2>/dev/null || return 0
+    sleep 0.1
+  done
+}
+trap stop EXIT
 
 # is_ceiling BINARY: the bare broadcaster, by name or by path.
 is_ceiling() { case "$(basename "$1")" in ceiling*) return 0 ;; *) return 1 ;; esac; }
@@ -56,6 +65,10 @@ start() {
 PA=$(start A "$1" 18431); PIDS+=("$PA")
 PB=$(start B "$2" 18432); PIDS+=("$PB")
 sleep 2
+for side in A B; do
+  pid=$PA; [ $side = B ] && pid=$PB
+  kill -0 "$pid" 2>/dev/null || { echo "server $side did not start:" >&2; cat "$LOG/$side.log" >&2; exit 1; }
+done
 echo "A = $1, B = $2, $ROUNDS rounds of ${RATE} deliveries/s each, at the same time (logs in $LOG)"
 
 ratios=()
