@@ -14,7 +14,7 @@ mod read_back;
 
 use super::{Bus, LogRange, OutboundRecord, ReadFuture, RecordSink, SendFuture};
 use crate::metrics::Metrics;
-use consume::{ConsumerState, consume, probe};
+use consume::{ConsumerState, probe};
 pub use produce::{message_timeout, produce};
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -104,8 +104,8 @@ pub fn unique_group_id(prefix: &str) -> String {
 }
 
 impl KafkaBus {
-    /// Creates the producer and starts the consumer task and the readiness probe. Kafka
-    /// need not be up: both connect when it comes.
+    /// Creates the producer and starts the consumer (on a thread of its own) and the
+    /// readiness probe. Kafka need not be up: both connect when it comes.
     pub fn start(
         settings: KafkaSettings,
         sink: Arc<dyn RecordSink>,
@@ -162,14 +162,14 @@ impl KafkaBus {
         apply(&mut read_back_config, &settings.consumer_config);
         let state = Arc::new(ConsumerState::default());
         let consumer = Arc::new(consumer);
-        tokio::spawn(consume(
+        consume::start(
             consumer.clone(),
             sink,
             settings.topics.clone(),
             settings.history_records,
             state.clone(),
             shutdown.clone(),
-        ));
+        );
         tokio::spawn(probe(consumer, state.clone(), shutdown));
         tracing::info!(%group_id, brokers = %settings.brokers, topics = ?settings.topics, "kafka bus started");
         Ok(KafkaBus {
