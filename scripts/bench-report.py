@@ -648,15 +648,17 @@ def main():
     def verdict(ok):
         return "**met**" if ok else "**not met**"
 
+    adds_goal_ms = 1  # what the gateway may add over a plain consumer, at p99
+
     def adds_verdict(x, p50):
         # The path through the gateway holds a consumer of the same records: when the
         # plain consumer alone is slower by more than the goal's margin, its p99 was
         # disturbed (the shared machine) and bounds nothing. Not shown counts as not met.
-        if x < -1:
+        if x < -adds_goal_ms:
             shown = f"; at p50 it adds {p50} ms" if p50 is not None else ""
             return ("**not met** (not shown by this run: the plain consumer alone was slower "
                     f"at p99 than the path through the gateway{shown})")
-        return verdict(x <= 1)
+        return verdict(x <= adds_goal_ms)
 
     sg1 = res("1", "stompgate")
     if sg1:
@@ -716,12 +718,12 @@ def main():
         if sg6.get("gateway_adds_p99_ms") is not None:
             x = sg6["gateway_adds_p99_ms"]
             line += (f"; the gateway adds {x} ms at p99 over a plain consumer of the same records, "
-                     f"every copy (p99 {sg6.get('plain_p99_ms')} ms; goal ≤ 1 ms) "
+                     f"every copy (p99 {sg6.get('plain_p99_ms')} ms; goal ≤ {adds_goal_ms} ms) "
                      f"{adds_verdict(x, sg6.get('gateway_adds_p50_ms'))}")
         if sg6.get("first_adds_p99_ms") is not None:
             x = sg6["first_adds_p99_ms"]
             line += (f"; to the first copy of each record it adds {x} ms at p99 "
-                     f"(goal ≤ 1 ms) {adds_verdict(x, sg6.get('first_adds_p50_ms'))}")
+                     f"(goal ≤ {adds_goal_ms} ms) {adds_verdict(x, sg6.get('first_adds_p50_ms'))}")
         c6 = res(s_, "ceiling")
         if sg6.get("behind_first_p99_ms") is not None and c6 and c6.get("behind_first_p99_ms") is not None:
             x, y = sg6["behind_first_p99_ms"], c6["behind_first_p99_ms"]
