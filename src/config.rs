@@ -201,6 +201,11 @@ pub struct Config {
     #[arg(long, env = "STOMPGATE_WS_BATCH", default_value_t = true, action = clap::ArgAction::Set)]
     pub ws_batch: bool,
 
+    /// Let a publisher that keeps up write a MESSAGE to an idle WebSocket subscriber itself
+    /// (auto-ack subscriptions), instead of waking the subscriber's session for it.
+    #[arg(long, env = "STOMPGATE_DIRECT_WRITES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub direct_writes: bool,
+
     /// Deadline for draining clients on shutdown, ms.
     #[arg(long, env = "STOMPGATE_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,
@@ -482,6 +487,7 @@ impl Config {
             heartbeat_ms: self.heartbeat_ms,
             write_timeout: Duration::from_millis(self.write_timeout_ms),
             ws_batch: self.ws_batch,
+            direct_writes: self.direct_writes,
             max_write_bytes: self.max_write_bytes,
             outbox_bytes: self.outbox_bytes,
             slow_consumer: self.slow_consumer,

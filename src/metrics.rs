@@ -17,8 +17,10 @@ pub struct Metrics {
     pub subscriptions: IntGauge,
     /// Publications received from the bus, by source (`kafka`, `local`, `demo`).
     pub publications_in: IntCounterVec,
-    /// MESSAGE frames queued to clients.
+    /// MESSAGE frames queued to clients (or written by the publisher).
     pub messages_out: IntCounter,
+    /// Of those, written to the client's socket by the publisher (`--direct-writes`).
+    pub direct_writes: IntCounter,
     /// Bytes written to clients.
     pub bytes_out: IntCounter,
     /// Transport writes (batches) to clients.
@@ -114,6 +116,10 @@ impl Metrics {
                 "source",
             ),
             messages_out: counter("messages_out_total", "MESSAGE frames queued to clients"),
+            direct_writes: counter(
+                "direct_writes_total",
+                "MESSAGE frames the publisher wrote to an idle client's socket itself",
+            ),
             bytes_out: counter("bytes_out_total", "Bytes written to clients"),
             writes: counter("writes_total", "Batched transport writes to clients"),
             conflated: counter(

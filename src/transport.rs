@@ -10,10 +10,14 @@
 
 use crate::disconnect::Disconnect;
 use crate::handshake::Socket;
+use crate::hub::direct;
+use crate::hub::outbox::Outbox;
 use crate::stomp::{Extent, Framer, Limits};
 use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -28,6 +32,9 @@ pub const WS_HEADROOM: usize = 10;
 
 pub enum Transport {
     WebSocket {
+        /// The outbox whose publishers may write to this socket; detached when the
+        /// transport goes, before the socket closes (fields drop in this order).
+        attached: Option<Attached>,
         ws: Box<Socket>,
         /// A data frame was cut off mid-write (a write timeout): nothing more may follow it.
         torn: bool,
@@ -43,6 +50,16 @@ pub enum Transport {
         stream: TcpStream,
         staged: Staging,
     },
+}
+
+/// An outbox publishers may write to this transport's socket through; dropping it
+/// detaches the socket.
+pub struct Attached(Arc<Outbox>);
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.0.detach();
+    }
 }
 
 /// Bytes of a frame still arriving. They are handed to the session only once a whole frame
@@ -224,6 +241,7 @@ impl Transport {
     /// within `limits`.
     pub fn websocket_limited(ws: Socket, pings: PingLimit, limits: Limits) -> Transport {
         Transport::WebSocket {
+            attached: None,
             ws: Box::new(ws),
             torn: false,
             pong_owed: false,
@@ -246,6 +264,73 @@ impl Transport {
         match self {
             Transport::WebSocket { .. } => WS_HEADROOM,
             Transport::Tcp { .. } => 0,
+        }
+    }
+
+    /// Lets publishers that keep up write to this socket through `outbox` (WebSocket only:
+    /// see [`crate::hub::direct`]) until the transport is dropped or the outbox detached.
+    pub fn attach(&mut self, outbox: &Arc<Outbox>) {
+        if let Transport::WebSocket { attached, ws, .. } = self {
+            outbox.attach(ws.get_ref().as_raw_fd());
+            *attached = Some(Attached(outbox.clone()));
+        }
+    }
+
+    /// Bytes from the client are waiting on the socket, not yet read.
+    pub fn unread(&self) -> bool {
+        match self {
+            Transport::WebSocket { ws, .. } => direct::unread(ws.get_ref().as_raw_fd()),
+            Transport::Tcp { stream, .. } => direct::unread(stream.as_raw_fd()),
+        }
+    }
+
+    /// A ping was read whose pong may not be written yet.
+    pub fn pong_owed(&self) -> bool {
+        matches!(
+            self,
+            Transport::WebSocket {
+                pong_owed: true,
+                ..
+            }
+        )
+    }
+
+    /// Writes a pong still owed (a batch written with [`Transport::send_chunks`] does so
+    /// first on its own).
+    pub async fn flush_owed(&mut self) -> Result<(), String> {
+        if let Transport::WebSocket { ws, pong_owed, .. } = self
+            && *pong_owed
+        {
+            ws.flush().await.map_err(|e| e.to_string())?;
+            *pong_owed = false;
+        }
+        Ok(())
+    }
+
+    /// Writes `bytes` as they are: the rest of a message a publisher left half-sent (the
+    /// caller has marked the stream torn with [`Transport::tear`]; it is whole again once
+    /// this returns `Ok`).
+    pub async fn write_rest(&mut self, bytes: &[u8]) -> Result<(), String> {
+        match self {
+            Transport::WebSocket { ws, torn, .. } => {
+                ws.get_mut()
+                    .write_all(bytes)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                *torn = false;
+                Ok(())
+            }
+            Transport::Tcp { stream, .. } => {
+                stream.write_all(bytes).await.map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Half a frame is on the wire (a publisher's write the session could not finish):
+    /// nothing more may follow it, not even a close.
+    pub fn tear(&mut self) {
+        if let Transport::WebSocket { torn, .. } = self {
+            *torn = true;
         }
     }
 

@@ -81,6 +81,86 @@ async fn pings_are_answered_between_streamed_messages() {
     server.shutdown().await;
 }
 
+/// A chat SEND is fanned out by the sender's session, which writes each copy to an idle
+/// subscriber's socket itself while it keeps up: the pongs the subscriber asks for go out
+/// between those copies, every frame arrives whole and in order, and the metrics count them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_a_publisher_writes_itself_arrive_whole_in_order_between_pongs() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    const N: usize = 300;
+    let server = start(&[
+        "--demo-rate",
+        "0",
+        "--max-pings-per-second",
+        "1000",
+        "--send-rate",
+        "0",
+    ])
+    .await;
+    let mut bob = Client::connect(server.addr, "bob").await;
+    bob.send("SUBSCRIBE\nid:0\ndestination:/topic/market/KRW-ETH\nreceipt:s\n\n\0")
+        .await;
+    bob.expect(Command::Receipt).await;
+    let mut alice = Client::connect(server.addr, "alice").await;
+    let sender = tokio::spawn(async move {
+        for i in 0..N {
+            alice
+                .send(&format!(
+                    "SEND\ndestination:/app/market/KRW-ETH/chat\ncontent-type:application/json\n\n{{\"text\":\"m{i}\"}}\0"
+                ))
+                .await;
+            // Paced, so that the sender's session keeps up with it.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        alice
+    });
+    let (mut got, mut pings, mut pongs) = (0, 0u8, 0u8);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while got < N || pongs < pings {
+        if got >= usize::from(pings) * 10 && pings < 25 {
+            bob.ws
+                .send(Message::Ping(vec![pings].into()))
+                .await
+                .unwrap();
+            pings += 1;
+        }
+        let next = tokio::time::timeout_at(deadline, bob.ws.next()).await;
+        match next
+            .expect("every copy and every pong within 20 s")
+            .unwrap()
+            .unwrap()
+        {
+            Message::Pong(p) => {
+                assert_eq!(p.to_vec(), vec![pongs], "pongs in order");
+                pongs += 1;
+            }
+            Message::Text(t) => {
+                for frame in t.as_str().split_terminator('\0') {
+                    let frame = frame.trim_start_matches('\n');
+                    if frame.is_empty() {
+                        continue;
+                    }
+                    assert!(frame.starts_with("MESSAGE\nsubscription:0\n"), "{frame:?}");
+                    let body = frame.split_once("\n\n").expect("a body").1;
+                    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+                    assert_eq!(v["text"], format!("m{got}"), "copies in order");
+                    got += 1;
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    sender.await.unwrap();
+    let (_, text) = http_get(server.addr, "/metrics").await;
+    let direct = metric(&text, "stompgate_direct_writes_total");
+    println!("{N} copies, {pings} pings: {direct} copies written by the publisher");
+    assert!(direct > 0.0, "no copy was written by the publisher");
+    assert!(metric(&text, "stompgate_messages_out_total") >= N as f64);
+    assert!(metric(&text, "stompgate_bytes_out_total") >= direct * 100.0);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn subprotocols_are_negotiated() {
     let server = start(&[]).await;

@@ -7,6 +7,7 @@
 //! subscribing to a destination take its shard's lock, so a subscriber's replay and the live
 //! stream meet without a gap or a duplicate.
 
+pub mod direct;
 pub mod history;
 pub mod outbox;
 pub mod publication;
@@ -17,7 +18,7 @@ use crate::metrics::Metrics;
 use dashmap::DashMap;
 pub use history::Replay;
 use outbox::{Outbox, Pushed};
-use publication::{Origin, Publication};
+use publication::{Encoded, Origin, Publication};
 
 use history::History;
 use std::collections::HashMap;
@@ -36,6 +37,10 @@ pub struct Subscriber {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Fanout {
     pub queued: usize,
+    /// Written to the subscriber's socket by the publisher (see [`direct`]).
+    pub written: usize,
+    /// Bytes of those writes.
+    pub written_bytes: usize,
     pub conflated: usize,
     pub overflowed: usize,
     /// Subscribers whose outbox had already closed.
@@ -246,7 +251,7 @@ impl Hub {
         if self.history_bytes.load(Ordering::Relaxed) > self.history.max_bytes {
             self.evict();
         }
-        self.record(&fanout);
+        self.record(&fanout, &msg);
         fanout
     }
 
@@ -293,8 +298,23 @@ impl Hub {
         self.history_bytes.load(Ordering::Relaxed)
     }
 
-    fn record(&self, fanout: &Fanout) {
-        self.metrics.messages_out.inc_by(fanout.queued as u64);
+    fn record(&self, fanout: &Fanout, msg: &Encoded) {
+        let m = &self.metrics;
+        m.messages_out
+            .inc_by((fanout.queued + fanout.written) as u64);
+        if fanout.written > 0 {
+            // What a session counts at its flush, counted here for the copies the
+            // publisher wrote: one delay for all (they left within the fan-out).
+            m.bytes_out.inc_by(fanout.written_bytes as u64);
+            m.writes.inc_by(fanout.written as u64);
+            m.direct_writes.inc_by(fanout.written as u64);
+            let delay = (crate::clock::now_ms() - msg.timestamp_ms).max(0) as f64 / 1000.0;
+            let local = m.delivery_delay.local();
+            for _ in 0..fanout.written {
+                local.observe(delay);
+            }
+            local.flush();
+        }
         if fanout.conflated > 0 {
             self.metrics.conflated.inc_by(fanout.conflated as u64);
         }
@@ -309,6 +329,10 @@ impl Hub {
 fn count(fanout: &mut Fanout, pushed: Pushed) {
     match pushed {
         Pushed::Queued => fanout.queued += 1,
+        Pushed::Written(bytes) => {
+            fanout.written += 1;
+            fanout.written_bytes += bytes;
+        }
         Pushed::Conflated => fanout.conflated += 1,
         Pushed::Overflow => fanout.overflowed += 1,
         Pushed::Closed => fanout.dropped += 1,
@@ -392,7 +416,7 @@ mod tests {
             hub.publish(&trade("/topic/market/KRW-ETH", n), true);
         }
         let mut out = Vec::new();
-        assert_eq!(s.outbox.drain(&mut out), None);
+        assert_eq!(s.outbox.drain(&mut out).closed, None);
         let bodies: Vec<String> = out
             .iter()
             .map(|o| match o {

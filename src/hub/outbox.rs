@@ -10,14 +10,20 @@
 //! outbox, used as a waker (see [`Outbox::waker`]), raises [`OTHER`] for everything else
 //! the session waits on (its socket, timers, shutdown, broker acknowledgements). A session
 //! woken only because something was queued writes it without polling anything else.
+//!
+//! A publisher that keeps up may write a message to the session's socket itself instead of
+//! queueing it (see [`super::direct`]): only while a socket is attached, nothing is queued
+//! or owed, and the session is not writing (from its drain until [`Outbox::written`]).
 
+use super::direct::{self, Written};
 use super::publication::Encoded;
-use super::subscription::Subscription;
+use super::subscription::{AckMode, Subscription};
 use crate::disconnect::Disconnect;
 use bytes::Bytes;
 use futures::task::{ArcWake, AtomicWaker, WakerRef, waker_ref};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Context;
 use tokio::sync::Notify;
@@ -58,6 +64,9 @@ pub enum Out {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
     Queued,
+    /// Written to the socket by the publisher: this many bytes (the rest, if any, queued
+    /// for the session to write first).
+    Written(usize),
     /// Replaced an older queued tick (or was set aside as the newest one).
     Conflated,
     /// The outbox was full: it is now closed as a slow consumer.
@@ -76,11 +85,30 @@ struct Inner {
     /// once (a linear scan under this lock let many wildcard subscriptions starve the hub).
     conflated_at: HashMap<(usize, Arc<str>), usize>,
     closed: Option<Disconnect>,
+    /// The session's WebSocket, while publishers may write to it (see [`super::direct`]).
+    socket: Option<RawFd>,
+    /// The rest of a message a publisher's write left half-sent: the session writes it
+    /// before anything else.
+    remainder: Option<Bytes>,
+    /// Messages written by publishers.
+    written_direct: u64,
+}
+
+/// What a drain took.
+#[derive(Debug, Default)]
+pub struct Drained {
+    /// Why the outbox closed, if it did.
+    pub closed: Option<Disconnect>,
+    /// The rest of a half-sent message, to be written first as it is (no new header).
+    pub remainder: Option<Bytes>,
 }
 
 #[derive(Debug)]
 pub struct Outbox {
     inner: Mutex<Inner>,
+    /// The session has drained and not finished writing, or owes a pong: no publisher
+    /// writes to its socket.
+    busy: AtomicBool,
     /// Why the session was woken since it last looked ([`QUEUED`], [`OTHER`]).
     signals: AtomicU8,
     /// The session's task, woken on a signal.
@@ -99,6 +127,7 @@ impl Outbox {
     pub fn new(limit: usize, policy: SlowConsumerPolicy) -> Outbox {
         Outbox {
             inner: Mutex::new(Inner::default()),
+            busy: AtomicBool::new(false),
             signals: AtomicU8::new(0),
             task: AtomicWaker::new(),
             closed_notify: Notify::new(),
@@ -138,6 +167,32 @@ impl Outbox {
             return Pushed::Overflow;
         }
         let was_empty = inner.queue.is_empty();
+        if was_empty
+            && let Some(fd) = inner.socket
+            && inner.remainder.is_none()
+            && inner.conflated.is_empty()
+            && sub.ack == AckMode::Auto
+            && direct::permitted()
+            && !self.busy.load(Ordering::Acquire)
+            && sub.is_active()
+        {
+            match direct::write_message(fd, &sub.prefix, msg.bytes(sub.version), msg.utf8) {
+                Written::All(n) => {
+                    inner.written_direct += 1;
+                    return Pushed::Written(n);
+                }
+                Written::Part { written: n, rest } => {
+                    inner.written_direct += 1;
+                    inner.bytes += rest.len();
+                    inner.remainder = Some(rest);
+                    drop(inner);
+                    self.signal(QUEUED);
+                    return Pushed::Written(n);
+                }
+                // Queued as usual; the session finds out why on its own write.
+                Written::Nothing => {}
+            }
+        }
         inner.bytes += size;
         inner.queue.push_back(Out::Message {
             sub: sub.clone(),
@@ -192,15 +247,65 @@ impl Outbox {
         }
     }
 
-    /// Moves everything queued into `into` (in order, conflated ticks last) and returns the
-    /// close reason if the outbox was closed.
-    pub fn drain(&self, into: &mut Vec<Out>) -> Option<Disconnect> {
+    /// Moves everything queued into `into` (in order, conflated ticks last) and takes the
+    /// rest of a half-sent message; from here until [`Outbox::written`] the session is
+    /// writing and no publisher writes to its socket.
+    pub fn drain(&self, into: &mut Vec<Out>) -> Drained {
         let mut inner = self.inner.lock().expect("outbox lock poisoned");
+        self.busy.store(true, Ordering::Release);
         into.extend(inner.queue.drain(..));
         into.append(&mut inner.conflated);
         inner.conflated_at.clear();
         inner.bytes = 0;
-        inner.closed
+        Drained {
+            closed: inner.closed,
+            remainder: inner.remainder.take(),
+        }
+    }
+
+    /// The session's write after a drain is done: publishers may write to its socket again.
+    pub fn written(&self) {
+        self.busy.store(false, Ordering::Release);
+    }
+
+    /// Publishers may write to `socket` (the session's WebSocket) while nothing is queued.
+    pub fn attach(&self, socket: RawFd) {
+        self.inner.lock().expect("outbox lock poisoned").socket = Some(socket);
+    }
+
+    /// No publisher writes to the socket from now on (one that is writing has finished:
+    /// it holds the lock taken here). Before the socket closes, and before the session
+    /// writes outside a drain.
+    pub fn detach(&self) {
+        self.inner.lock().expect("outbox lock poisoned").socket = None;
+    }
+
+    /// The session owes a pong (or another reply its WebSocket layer writes on its own):
+    /// publishers stop writing to the socket until the session's next write is done. The
+    /// session is woken to make that write.
+    pub fn hold(&self) {
+        let inner = self.inner.lock().expect("outbox lock poisoned");
+        self.busy.store(true, Ordering::Release);
+        drop(inner);
+        self.signal(QUEUED);
+    }
+
+    /// The rest of a half-sent message is waiting: the session writes it before it reads
+    /// (its WebSocket layer may write a pong when it reads).
+    pub fn owes_remainder(&self) -> bool {
+        self.inner
+            .lock()
+            .expect("outbox lock poisoned")
+            .remainder
+            .is_some()
+    }
+
+    /// Messages publishers wrote to the socket themselves.
+    pub fn written_direct(&self) -> u64 {
+        self.inner
+            .lock()
+            .expect("outbox lock poisoned")
+            .written_direct
     }
 
     /// Gives back the queue's buffer if it is empty (an idle session keeps none).
@@ -268,5 +373,145 @@ impl Outbox {
 impl ArcWake for Outbox {
     fn wake_by_ref(arc_self: &Arc<Self>) {
         arc_self.signal(OTHER);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::direct::Permit;
+    use crate::hub::publication::Publication;
+    use crate::stomp::Version;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    fn sub(ack: AckMode) -> Arc<Subscription> {
+        Arc::new(Subscription::new(1, "0", "/topic/chat", Version::V1_2, ack))
+    }
+
+    fn msg(body: Vec<u8>) -> Arc<Encoded> {
+        Arc::new(
+            Publication {
+                destination: "/topic/chat".into(),
+                event_type: "chat".into(),
+                message_id: "m-1".into(),
+                timestamp_ms: 0,
+                content_type: "text/plain",
+                body: body.into(),
+                conflatable: false,
+                origin: None,
+                extra_headers: Vec::new(),
+            }
+            .encode(None),
+        )
+    }
+
+    /// An outbox attached to one end of a socket pair; the other end is the client's.
+    fn attached() -> (Outbox, UnixStream, UnixStream) {
+        let (server, client) = UnixStream::pair().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let outbox = Outbox::new(64 << 20, SlowConsumerPolicy::Disconnect);
+        outbox.attach(server.as_raw_fd());
+        (outbox, server, client)
+    }
+
+    /// Reads one unmasked WebSocket message of up to 64 KiB.
+    fn read_message(client: &mut UnixStream) -> Vec<u8> {
+        let mut h = [0u8; 2];
+        client.read_exact(&mut h).unwrap();
+        let len = match h[1] {
+            126 => {
+                let mut l = [0u8; 2];
+                client.read_exact(&mut l).unwrap();
+                u16::from_be_bytes(l) as usize
+            }
+            n => n as usize,
+        };
+        let mut body = vec![0u8; len];
+        client.read_exact(&mut body).unwrap();
+        body
+    }
+
+    #[test]
+    fn a_publisher_that_keeps_up_writes_to_an_idle_session_itself() {
+        let (outbox, _server, mut client) = attached();
+        let (s, m) = (sub(AckMode::Auto), msg(b"hello".to_vec()));
+        let _permit = Permit::new(true);
+        assert!(matches!(outbox.push_message(&s, &m), Pushed::Written(_)));
+        let got = read_message(&mut client);
+        assert!(got.starts_with(b"MESSAGE\nsubscription:0\n"), "{got:?}");
+        assert!(got.ends_with(b"\n\nhello\0"), "{got:?}");
+        let mut items = Vec::new();
+        let drained = outbox.drain(&mut items);
+        assert!(items.is_empty() && drained.remainder.is_none());
+        assert_eq!(outbox.written_direct(), 1);
+    }
+
+    #[test]
+    fn every_copy_is_queued_without_a_permit_or_for_a_busy_or_client_ack_session() {
+        let (outbox, _server, _client) = attached();
+        let m = msg(b"x".to_vec());
+        // No permit: the publisher is behind (or not one that may write).
+        assert_eq!(outbox.push_message(&sub(AckMode::Auto), &m), Pushed::Queued);
+        let _permit = Permit::new(true);
+        // Something queued: later copies queue behind it, in order.
+        assert_eq!(outbox.push_message(&sub(AckMode::Auto), &m), Pushed::Queued);
+        let mut items = Vec::new();
+        outbox.drain(&mut items);
+        assert_eq!(items.len(), 2);
+        // Drained and not yet written: the session is writing.
+        assert_eq!(outbox.push_message(&sub(AckMode::Auto), &m), Pushed::Queued);
+        outbox.drain(&mut items);
+        outbox.written();
+        // Client-ack subscriptions need their ack ids from the session.
+        assert_eq!(
+            outbox.push_message(&sub(AckMode::Client), &m),
+            Pushed::Queued
+        );
+        outbox.drain(&mut items);
+        outbox.written();
+        // A pong owed.
+        outbox.hold();
+        assert_eq!(outbox.push_message(&sub(AckMode::Auto), &m), Pushed::Queued);
+        outbox.drain(&mut items);
+        outbox.written();
+        // Detached: the socket is closing.
+        outbox.detach();
+        assert_eq!(outbox.push_message(&sub(AckMode::Auto), &m), Pushed::Queued);
+        assert_eq!(outbox.written_direct(), 0);
+    }
+
+    #[test]
+    fn the_rest_of_a_half_sent_message_goes_first_and_nothing_is_written_around_it() {
+        let (outbox, _server, mut client) = attached();
+        let s = sub(AckMode::Auto);
+        let _permit = Permit::new(true);
+        let big = msg(vec![b'y'; 4 << 20]);
+        let Pushed::Written(n) = outbox.push_message(&s, &big) else {
+            panic!("not written");
+        };
+        assert!(outbox.owes_remainder());
+        // The next copy queues: the rest comes first.
+        assert_eq!(
+            outbox.push_message(&s, &msg(b"next".to_vec())),
+            Pushed::Queued
+        );
+        let mut items = Vec::new();
+        let rest = outbox.drain(&mut items).remainder.expect("the rest");
+        assert_eq!(items.len(), 1);
+        assert!(!outbox.owes_remainder());
+        // Both halves together are the whole message.
+        let total = n + rest.len();
+        let mut got = vec![0u8; n];
+        client.read_exact(&mut got).unwrap();
+        got.extend_from_slice(&rest);
+        assert_eq!(got.len(), total);
+        assert_eq!(&got[..2], &[0x81, 127]);
+        assert_eq!(
+            u64::from_be_bytes(got[2..10].try_into().unwrap()) as usize,
+            total - 10
+        );
+        assert!(got.ends_with(b"yyy\0"));
     }
 }

@@ -29,6 +29,8 @@ pub struct SessionSettings {
     pub write_timeout: Duration,
     /// Several frames per WebSocket message.
     pub ws_batch: bool,
+    /// Publishers that keep up write to idle WebSocket subscribers themselves.
+    pub direct_writes: bool,
     /// Largest WebSocket message (or TCP write) the writer builds from a batch.
     pub max_write_bytes: usize,
     /// Byte bound of the outbox and what happens past it.

@@ -11,8 +11,9 @@ use super::pending::{Pending, PendingQueue};
 use super::protocol::Protocol;
 use super::writer::{self, DelayStats, Shape};
 use crate::disconnect::Disconnect;
+use crate::hub::direct::Permit;
 use crate::hub::outbox::{OTHER, Out, Outbox, QUEUED};
-use crate::stomp::{Frame, Parsed, parse};
+use crate::stomp::{Command, Frame, Parsed, parse};
 use crate::transport::{Sent, Transport};
 use bytes::{Bytes, BytesMut};
 use std::future::Future;
@@ -129,6 +130,9 @@ impl Session {
         tokio::pin!(sleep);
         let mut rearm = false;
         let mut outbox_first = false;
+        if self.cx.settings.direct_writes {
+            transport.attach(&self.outbox);
+        }
         // Nothing but the outbox has been polled yet.
         self.outbox.keep_signals(OTHER);
         loop {
@@ -152,7 +156,9 @@ impl Session {
             let event = std::future::poll_fn(|cx| {
                 let signals = outbox.take_signals(cx);
                 let queued = signals & QUEUED != 0;
-                if queued && (outbox_first || signals & OTHER == 0) {
+                // The rest of a half-sent message goes out before the next read: reading
+                // may write a pong, which must not land inside it.
+                if queued && (outbox_first || signals & OTHER == 0 || outbox.owes_remainder()) {
                     outbox.keep_signals(signals & OTHER);
                     return Poll::Ready(Event::Outbox);
                 }
@@ -187,7 +193,11 @@ impl Session {
                 Event::Outbox => self.flush(transport).await,
                 Event::Read(Ok(true)) => {
                     self.last_read = Instant::now();
-                    self.process_input()
+                    if transport.pong_owed() {
+                        // No publisher writes to the socket until the pong is out.
+                        self.outbox.hold();
+                    }
+                    self.process_input(transport)
                 }
                 Event::Read(Ok(false) | Err(_)) => {
                     return Close::quiet(Disconnect::TransportClosed);
@@ -257,12 +267,39 @@ impl Session {
     }
 
     /// Drains the outbox and writes it in batches.
+    /// Publishers may write to the socket again once it returns (see `Outbox::written`).
     async fn flush(&mut self, transport: &mut Transport) -> Result<(), Close> {
-        if let Some(reason) = self.outbox.drain(&mut self.items) {
+        let drained = self.outbox.drain(&mut self.items);
+        if let Some(reason) = drained.closed {
             self.items.clear();
             return Err(Close::server(reason));
         }
+        if let Some(rest) = drained.remainder {
+            // Rare (a publisher found the socket nearly full): on the heap, with the write
+            // timeout, like any write that waits.
+            let timeout = self.cx.settings.write_timeout;
+            let outbox = self.outbox.clone();
+            // Torn until the rest is out, even if the write never starts.
+            transport.tear();
+            let write = transport.write_rest(&rest);
+            Box::pin(async move {
+                tokio::select! {
+                    written = tokio::time::timeout(timeout, write) => match written {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(_)) => Err(Close::quiet(Disconnect::TransportClosed)),
+                        Err(_) => Err(Close::server(Disconnect::WriteTimeout)),
+                    },
+                    reason = outbox.wait_closed() => Err(Close::server(reason)),
+                }
+            })
+            .await?;
+            self.stats.wrote(rest.len(), &self.cx.metrics);
+        }
         if self.items.is_empty() {
+            if transport.flush_owed().await.is_err() {
+                return Err(Close::quiet(Disconnect::TransportClosed));
+            }
+            self.outbox.written();
             return Ok(());
         }
         let s = &self.cx.settings;
@@ -318,6 +355,7 @@ impl Session {
         if written.is_err() {
             return Err(Close::quiet(Disconnect::TransportClosed));
         }
+        self.outbox.written();
         self.stats.wrote(assembled.bytes, &self.cx.metrics);
         let now = Instant::now();
         let streaming = now.saturating_duration_since(self.last_write) < SPARSE;
@@ -347,8 +385,8 @@ impl Session {
     }
 
     /// Parses and handles every whole frame in the read buffer.
-    fn process_input(&mut self) -> Result<(), Close> {
-        let handled = self.process_frames();
+    fn process_input(&mut self, transport: &Transport) -> Result<(), Close> {
+        let handled = self.process_frames(transport);
         if self.read_buf.is_empty() {
             // Everything read is parsed: an idle connection keeps no read buffer.
             self.read_buf = BytesMut::new();
@@ -356,7 +394,7 @@ impl Session {
         handled
     }
 
-    fn process_frames(&mut self) -> Result<(), Close> {
+    fn process_frames(&mut self, transport: &Transport) -> Result<(), Close> {
         let mut effects = Vec::new();
         loop {
             let version = self.protocol.version();
@@ -365,6 +403,12 @@ impl Session {
                 Ok(None) => return Ok(()),
                 Ok(Some(Parsed::Heartbeat)) => continue,
                 Ok(Some(Parsed::Frame(frame))) => {
+                    // A SEND published at once (the embedded bus) is fanned out here: its
+                    // copies may be written directly while nothing more from this client
+                    // waits to be handled (see `hub::direct`).
+                    let _permit = (frame.command == Command::Send
+                        && self.cx.settings.direct_writes)
+                        .then(|| Permit::new(self.read_buf.is_empty() && !transport.unread()));
                     let handled = self.protocol.on_frame(frame, &self.cx, &mut effects);
                     for effect in effects.drain(..) {
                         self.apply(effect);
@@ -386,6 +430,8 @@ impl Session {
 
     /// Ends the session: unsubscribes, settles what is owed, says why, closes.
     async fn finish(&mut self, transport: &mut Transport, mut close: Close) {
+        // From here the session alone writes to the socket.
+        self.outbox.detach();
         for sub in self.protocol.subscriptions() {
             sub.deactivate();
             self.cx.hub.unsubscribe(sub);
@@ -422,6 +468,10 @@ impl Session {
         if drain_queue {
             let _ = tokio::time::timeout_at(deadline, self.flush(transport)).await;
         }
+        if self.outbox.owes_remainder() {
+            // Half a message a publisher wrote stays half: no frame may follow it.
+            transport.tear();
+        }
         self.outbox.close(close.reason);
         let m = self.cx.metrics.clone();
         if let Some(error) = &close.error
@@ -445,6 +495,7 @@ impl Session {
             m.sessions.with_label_values(&[v.as_str()]).dec();
         }
         self.stats.flush();
+        self.stats.delivered += self.outbox.written_direct();
         tracing::info!(
             session = self.protocol.id,
             peer = %self.protocol.peer,

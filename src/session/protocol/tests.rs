@@ -47,6 +47,7 @@ fn context() -> SessionContext {
             heartbeat_ms: 10_000,
             write_timeout: Duration::from_secs(10),
             ws_batch: true,
+            direct_writes: true,
             max_write_bytes: 65536,
             outbox_bytes: 1 << 20,
             slow_consumer: SlowConsumerPolicy::Disconnect,

@@ -1,0 +1,210 @@
+//! Writing a delivery from the fan-out itself, when the subscriber's session has nothing
+//! queued and is not writing: the publisher sends the MESSAGE to the session's WebSocket
+//! as one `writev` of three pieces (the frame header, the subscription's prefix, the
+//! shared message bytes), with no wake-up of the session, no poll of its task and no copy.
+//! Each delivery otherwise costs a wake-up, a poll, a drain under the outbox's lock and an
+//! assembly before the one `sendto` every server makes (docs/cpu-per-delivery.md).
+//!
+//! Only while the publisher keeps up: a publisher that is behind its own input (more of it
+//! already read, or waiting on its socket) does not write directly, so every copy goes
+//! through the outbox as before: the sessions, woken on every worker, write in parallel
+//! and, once they are behind, several messages per write. A publisher says it keeps up
+//! with [`Permit`], for the fan-outs it runs on its own thread while the permit lives;
+//! without one (the Kafka consumer, history, replays) every copy is queued.
+//!
+//! The outbox decides the rest under its lock (see `Outbox::push_message`): a socket
+//! attached, nothing queued, the session not writing, an auto-ack subscription. What the
+//! socket does not take at once is queued as raw bytes the session writes before anything
+//! else; when it takes nothing, the message is queued as usual.
+
+use bytes::Bytes;
+use std::cell::Cell;
+use std::os::fd::RawFd;
+
+thread_local! {
+    static PERMITTED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Lets the fan-outs run on this thread write directly while it lives.
+pub struct Permit {
+    before: bool,
+}
+
+impl Permit {
+    /// `keeps_up`: the publisher has nothing more waiting to be handled.
+    pub fn new(keeps_up: bool) -> Permit {
+        Permit {
+            before: PERMITTED.with(|p| p.replace(keeps_up)),
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        PERMITTED.with(|p| p.set(self.before));
+    }
+}
+
+/// Whether a fan-out on this thread may write directly now.
+pub fn permitted() -> bool {
+    PERMITTED.with(Cell::get)
+}
+
+/// How much of a direct write the socket took.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Written {
+    /// All of it: the bytes written, frame header included.
+    All(usize),
+    /// Part of it: the bytes written, and the rest, to be written before anything else.
+    Part { written: usize, rest: Bytes },
+    /// Nothing (the socket is full, or failed: the session finds out on its own write).
+    Nothing,
+}
+
+/// The header of an unmasked, final WebSocket data frame of `len` bytes; how many bytes of
+/// `h` it takes.
+pub fn frame_header(len: usize, utf8: bool, h: &mut [u8; 10]) -> usize {
+    h[0] = if utf8 { 0x81 } else { 0x82 };
+    if len < 126 {
+        h[1] = len as u8;
+        2
+    } else if len <= u16::MAX as usize {
+        h[1] = 126;
+        h[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        4
+    } else {
+        h[1] = 127;
+        h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    }
+}
+
+/// Writes `prefix` then `body` to `fd` as one WebSocket message, without waiting.
+pub fn write_message(fd: RawFd, prefix: &[u8], body: &[u8], utf8: bool) -> Written {
+    let mut h = [0u8; 10];
+    let hl = frame_header(prefix.len() + body.len(), utf8, &mut h);
+    let total = hl + prefix.len() + body.len();
+    let iov = [
+        libc::iovec {
+            iov_base: h.as_ptr() as *mut libc::c_void,
+            iov_len: hl,
+        },
+        libc::iovec {
+            iov_base: prefix.as_ptr() as *mut libc::c_void,
+            iov_len: prefix.len(),
+        },
+        libc::iovec {
+            iov_base: body.as_ptr() as *mut libc::c_void,
+            iov_len: body.len(),
+        },
+    ];
+    let n = loop {
+        // SAFETY: the three pieces are live slices for the length given; `fd` is the
+        // session's socket, attached to the outbox until the session detaches it under the
+        // lock the caller holds (before the socket closes).
+        let n = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
+        if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        break n;
+    };
+    if n <= 0 {
+        return Written::Nothing;
+    }
+    let n = n as usize;
+    if n == total {
+        return Written::All(total);
+    }
+    let mut all = Vec::with_capacity(total);
+    all.extend_from_slice(&h[..hl]);
+    all.extend_from_slice(prefix);
+    all.extend_from_slice(body);
+    Written::Part {
+        written: n,
+        rest: Bytes::from(all).slice(n..),
+    }
+}
+
+/// Whether bytes from the peer are waiting on `fd`'s socket, not yet read.
+pub fn unread(fd: RawFd) -> bool {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int; `fd` is a socket the caller owns.
+    let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    r == 0 && n > 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn headers_take_two_four_or_ten_bytes() {
+        let mut h = [0u8; 10];
+        assert_eq!(frame_header(125, true, &mut h), 2);
+        assert_eq!(&h[..2], &[0x81, 125]);
+        assert_eq!(frame_header(126, false, &mut h), 4);
+        assert_eq!(&h[..4], &[0x82, 126, 0, 126]);
+        assert_eq!(frame_header(70_000, true, &mut h), 10);
+        assert_eq!(h[1], 127);
+        assert_eq!(u64::from_be_bytes(h[2..10].try_into().unwrap()), 70_000);
+    }
+
+    #[test]
+    fn a_message_arrives_whole_as_one_websocket_frame() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let w = write_message(
+            a.as_raw_fd(),
+            b"MESSAGE\nsubscription:0\n",
+            b"x:1\n\nhi\0",
+            true,
+        );
+        assert_eq!(w, Written::All(2 + 23 + 8));
+        let mut got = [0u8; 33];
+        b.read_exact(&mut got).unwrap();
+        assert_eq!(&got[..2], &[0x81, 31]);
+        assert_eq!(&got[2..], b"MESSAGE\nsubscription:0\nx:1\n\nhi\0");
+    }
+
+    #[test]
+    fn what_a_full_socket_does_not_take_is_handed_back() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let body = vec![b'y'; 4 << 20];
+        let Written::Part { written, rest } = write_message(a.as_raw_fd(), b"P\n", &body, true)
+        else {
+            panic!("4 MiB fitted a socket buffer");
+        };
+        assert!(!rest.is_empty() && rest.len() < body.len());
+        // Nothing more is taken while the peer reads nothing.
+        assert_eq!(
+            write_message(a.as_raw_fd(), b"P\n", b"z", true),
+            Written::Nothing
+        );
+        assert!(unread(b.as_raw_fd()));
+        let taken = 10 + 2 + body.len() - rest.len();
+        assert_eq!(written, taken);
+        let mut got = vec![0u8; taken];
+        b.read_exact(&mut got).unwrap();
+        assert_eq!(&got[..2], &[0x81, 127]);
+        assert_eq!(&got[10..12], b"P\n");
+    }
+
+    #[test]
+    fn a_permit_lasts_while_it_lives() {
+        assert!(!permitted());
+        {
+            let _p = Permit::new(true);
+            assert!(permitted());
+            {
+                let _q = Permit::new(false);
+                assert!(!permitted());
+            }
+            assert!(permitted());
+        }
+        assert!(!permitted());
+    }
+}
