@@ -444,9 +444,9 @@ def main():
                  "At 100,000 deliveries/s (1,000 records/s) and at light load, 1,000 deliveries/s (10 records/s).\n")
         o.append("Settings (src/bus/kafka/mod.rs, the gateway's defaults, unchanged here): producer `acks=all`, "
                  "`enable.idempotence=true`, `linger.ms=1` (a record waits at most 1 ms for a batch), "
-                 "`socket.nagle.disable=true`; consumer `fetch.wait.max.ms=10` (the broker answers a fetch "
-                 "after at most 10 ms when it has less than `fetch.min.bytes`, so an idle partition costs at "
-                 "most 10 ms), `socket.nagle.disable=true`, `auto.offset.reset=latest`, no commits; the "
+                 "`socket.nagle.disable=true`; consumer `fetch.wait.max.ms=10` (the longest the broker holds "
+                 "a fetch that has nothing to return; a record that arrives meanwhile is answered at once), "
+                 "`socket.nagle.disable=true`, `auto.offset.reset=latest`, no commits; the "
                  "gateway's consumer runs on a thread of its own and fans each record out from there. The plain "
                  "consumer uses the same consumer settings, every partition assigned at its end. One broker "
                  "(KRaft), on the same 2 cores.\n")
