@@ -5,7 +5,6 @@
 use crate::bus::{InboundRecord, RecordSink};
 use crate::chat::Chat;
 use crate::hub::Hub;
-use crate::hub::direct::Permit;
 use crate::hub::publication::{Encoded, Origin, Publication};
 use crate::metrics::Metrics;
 use crate::route::Router;
@@ -84,13 +83,6 @@ impl Ingest {
 
 impl RecordSink for Ingest {
     fn record(&self, record: &InboundRecord, source: &'static str) {
-        self.ingest(record, source, true);
-    }
-
-    /// The last record waiting is fanned out with direct writes to idle subscribers; one
-    /// with more behind it is queued for every subscriber's session (see `hub::direct`).
-    fn record_in_line(&self, record: &InboundRecord, source: &'static str, more_waiting: bool) {
-        let _permit = Permit::new(!more_waiting);
         self.ingest(record, source, true);
     }
 

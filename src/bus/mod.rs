@@ -50,12 +50,6 @@ pub type ReadFuture = Pin<Box<dyn Future<Output = Result<ReadBack, String>> + Se
 pub trait RecordSink: Send + Sync {
     /// One live record from `source` (`kafka` or `local`).
     fn record(&self, record: &InboundRecord, source: &'static str);
-    /// One live record, saying whether more records are already waiting behind it (a sink
-    /// may then hand this one on more cheaply, in bulk with the next ones).
-    fn record_in_line(&self, record: &InboundRecord, source: &'static str, more_waiting: bool) {
-        let _ = more_waiting;
-        self.record(record, source);
-    }
     /// One record read back from the log at start, older than anything live: it fills
     /// history and is not delivered to subscribers as new.
     fn history(&self, record: &InboundRecord, source: &'static str);

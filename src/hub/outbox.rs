@@ -176,7 +176,11 @@ impl Outbox {
             && !self.busy.load(Ordering::Acquire)
             && sub.is_active()
         {
-            match direct::write_message(fd, &sub.prefix, msg.bytes(sub.version), msg.utf8) {
+            let written = direct::write_message(fd, &sub.prefix, msg.bytes(sub.version), msg.utf8);
+            if written != Written::Nothing {
+                direct::spent();
+            }
+            match written {
                 Written::All(n) => {
                     inner.written_direct += 1;
                     return Pushed::Written(n);

@@ -182,7 +182,6 @@ async fn consume(
         tracing::info!("kafka history read (nothing to read)");
     }
     // 3. Read: records before each partition's end at start are history, the rest live.
-    let waiting = Waiting::of(&consumer);
     loop {
         let message = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -201,8 +200,7 @@ async fn consume(
                     }
                     _ => {
                         warming.remove(&key);
-                        let more = waiting.as_ref().is_none_or(Waiting::any);
-                        sink.record_in_line(&record, "kafka", more);
+                        sink.record(&record, "kafka");
                     }
                 }
                 if !warming.is_empty() || state.warm.load(Ordering::Relaxed) {
@@ -219,37 +217,6 @@ async fn consume(
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-    }
-}
-
-/// librdkafka's queue of what the consumer has fetched and not yet handed out.
-struct Waiting(std::ptr::NonNull<rdkafka::bindings::rd_kafka_queue_t>);
-
-// SAFETY: librdkafka's queue handles may be used from any thread.
-unsafe impl Send for Waiting {}
-
-impl Waiting {
-    fn of(consumer: &StreamConsumer<GatewayContext>) -> Option<Waiting> {
-        // SAFETY: the client pointer is live while `consumer` is; the handle returned is
-        // our own reference to its queue, released in `drop` (before the consumer goes:
-        // it is made after it, in the same function).
-        let q = unsafe {
-            rdkafka::bindings::rd_kafka_queue_get_consumer(consumer.client().native_ptr())
-        };
-        std::ptr::NonNull::new(q).map(Waiting)
-    }
-
-    /// More records (or events) are already fetched, behind the one being handled.
-    fn any(&self) -> bool {
-        // SAFETY: a live queue handle (see `of`).
-        unsafe { rdkafka::bindings::rd_kafka_queue_length(self.0.as_ptr()) > 0 }
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        // SAFETY: the handle from `of`, released once.
-        unsafe { rdkafka::bindings::rd_kafka_queue_destroy(self.0.as_ptr()) }
     }
 }
 
