@@ -186,22 +186,8 @@ fn append_text(buf: &mut BytesMut, text: &str, typed: &mut Option<bool>) {
 /// binary when not. The same chunk always gets the same header.
 fn frame_header(chunk: &mut [u8], utf8: bool) -> usize {
     let text = utf8 || std::str::from_utf8(&chunk[WS_HEADROOM..]).is_ok();
-    let len = chunk.len() - WS_HEADROOM;
-    let opcode = if text { 0x1 } else { 0x2 };
     let mut header = [0u8; WS_HEADROOM];
-    header[0] = 0x80 | opcode;
-    let n = if len < 126 {
-        header[1] = len as u8;
-        2
-    } else if len <= u16::MAX as usize {
-        header[1] = 126;
-        header[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        4
-    } else {
-        header[1] = 127;
-        header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-        10
-    };
+    let n = direct::frame_header(chunk.len() - WS_HEADROOM, text, &mut header);
     let start = WS_HEADROOM - n;
     chunk[start..WS_HEADROOM].copy_from_slice(&header[..n]);
     start
