@@ -63,6 +63,7 @@ pub mod memory;
 pub mod metrics;
 pub mod registry;
 pub mod route;
+pub mod runtime;
 pub mod server;
 pub mod session;
 pub mod stomp;

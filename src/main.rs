@@ -7,8 +7,17 @@ use tracing_subscriber::EnvFilter;
 
 // Logs go to stderr; stdout carries only the lines that say where the gateway listens.
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    match stompgate::runtime::build() {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("stompgate: cannot start the runtime: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn run() {
     if std::env::args_os().nth(1).is_some_and(|a| a == "feed") {
         return feed().await;
     }

@@ -224,17 +224,13 @@ impl Hub {
             let delta = slot.history.push(msg.clone(), self.history.per_destination);
             self.account(delta);
             if live {
-                for s in slot.subs.iter() {
-                    count(&mut fanout, s.outbox.push_message(&s.sub, &msg));
-                }
+                push_all(&slot.subs, &msg, &mut fanout);
             }
             msg
         } else {
             let msg = Arc::new(publication.encode(None));
             if live && let Some(slot) = self.exact.get(&*publication.destination) {
-                for s in slot.subs.iter() {
-                    count(&mut fanout, s.outbox.push_message(&s.sub, &msg));
-                }
+                push_all(&slot.subs, &msg, &mut fanout);
             }
             msg
         };
@@ -323,6 +319,22 @@ impl Hub {
                 .dropped
                 .inc_by((fanout.dropped + fanout.overflowed) as u64);
         }
+    }
+}
+
+/// Queues `msg` to every subscriber in `subs`. Under a direct-write permit, the copies past
+/// the publisher's share are queued first, so the sessions that write them are woken on
+/// the idle workers before the publisher writes its own share (see [`direct`]).
+fn push_all(subs: &[Subscriber], msg: &Arc<Encoded>, fanout: &mut Fanout) {
+    let (own, others) = subs.split_at(direct::share(subs.len()));
+    if !others.is_empty() {
+        let _withheld = direct::Withheld::new();
+        for s in others {
+            count(fanout, s.outbox.push_message(&s.sub, msg));
+        }
+    }
+    for s in own {
+        count(fanout, s.outbox.push_message(&s.sub, msg));
     }
 }
 
