@@ -12,6 +12,7 @@ PEERS = ["stompgate-before", "ceiling", "bun", "rabbitmq", "spring"]
 NAMES = {
     "stompgate": "stompgate",
     "stompgate-before": "stompgate before (--baseline)",
+    "stompgate-embedded": "stompgate, embedded bus (no Kafka)",
     "ceiling": "ceiling (bare tokio-tungstenite)",
     "bun": "Bun pub/sub (uWebSockets)",
     "rabbitmq": "RabbitMQ Web-STOMP",
@@ -493,9 +494,11 @@ def main():
                      "far each copy trails its record's first copy (its read − the first copy's read; the first "
                      "copy counts as 0), and the bare broadcaster runs the same light load in the same run, "
                      "without Kafka (a SEND goes straight to its fan-out; at 10 records/s both fan out one "
-                     "record at a time). stompgate's column is its Kafka run above. At 100,000 deliveries/s "
-                     "Kafka hands the gateway records in fetch batches, so the two would not fan out the same "
-                     "input: that load is not compared.\n")
+                     "record at a time). stompgate's column is its Kafka run above; the embedded-bus column is "
+                     "the same light load through stompgate without Kafka, a SEND going straight to its "
+                     "fan-out as in the broadcaster. At 100,000 deliveries/s Kafka hands the gateway records "
+                     "in fetch batches, so the two would not fan out the same input: that load is not "
+                     "compared.\n")
             spread_rows = [
                 ("delivered msgs/s", g("delivered_per_s"), None, ""),
                 ("copies measured", g("behind_first_copies"), None, ""),
@@ -503,8 +506,8 @@ def main():
                 ("**each copy behind its record's first copy, p99 (ms)**", g("behind_first_p99_ms"), False, ""),
                 ("each copy behind its record's first copy, p999 (ms)", g("behind_first_p999_ms"), False, ""),
             ]
-            o.append(table(results, "6-light", ["stompgate", "ceiling"], spread_rows))
-            o.append(notes_for(results, "6-light", ["ceiling"]))
+            o.append(table(results, "6-light", ["stompgate", "stompgate-embedded", "ceiling"], spread_rows))
+            o.append(notes_for(results, "6-light", ["stompgate-embedded", "ceiling"]))
 
     o.append("## 7. History memory: 10,000 destinations × 100 messages (stompgate only)\n")
     o.append("The peers keep no per-destination history, so this runs against stompgate alone. One million "
@@ -729,6 +732,11 @@ def main():
             x, y = sg6["behind_first_p99_ms"], c6["behind_first_p99_ms"]
             line += (f"; of the every-copy figure, the fan-out alone (each copy behind its record's first "
                      f"copy) is {x} ms at p99, the bare broadcaster's {y} ms in the same run")
+            e6 = res(s_, "stompgate-embedded")
+            if e6 and e6.get("behind_first_p99_ms") is not None:
+                line += (f"; through the embedded bus, without Kafka, stompgate's fan-out is "
+                         f"{e6['behind_first_p50_ms']} / {e6['behind_first_p99_ms']} ms at p50 / p99 (the "
+                         f"broadcaster's {c6.get('behind_first_p50_ms')} / {y} ms)")
         o.append(line)
     sg3 = res("3", "stompgate")
     if sg3 and sg3.get("rss_per_conn_kb") is not None:

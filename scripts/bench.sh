@@ -568,6 +568,14 @@ if { has 6 "$SCENARIOS" || has 10 "$SCENARIOS"; } && has stompgate "$TARGETS"; t
       # sockets alone, which the every-copy figures above include. At light load both get
       # one record at a time; at 100k/s Kafka hands the gateway records in fetch batches, so
       # the two would not fan out the same input.
+      # And stompgate's own fan-out on that same input: the light load through its embedded
+      # bus (a SEND straight to its fan-out, as in the broadcaster), where the publisher's
+      # direct writes and the sessions share the copies (src/hub/direct.rs).
+      if has 6 "$SCENARIOS" && start_target stompgate; then
+        run 6-light stompgate-embedded 180 --mode fixed -n 1000 -d 10 --rate 1000 --duration "$(sc 90 5)" \
+          --warmup "$(sc 3 1)" --drain-secs 5 --first-copy
+        stop_target
+      fi
       if has 6 "$SCENARIOS" && has ceiling "$TARGETS" && start_target ceiling; then
         run 6-light ceiling 180 --mode fixed -n 1000 -d 10 --rate 1000 --duration "$(sc 90 5)" \
           --warmup "$(sc 3 1)" --drain-secs 5 --first-copy
