@@ -41,6 +41,7 @@
 //! - [`registry`]: the markets the feed follows.
 //! - [`gateway`]: the wiring of all of the above.
 //! - [`memory`]: freed heap handed back to the OS.
+//! - [`runtime`]: the tokio runtime, counting its idle workers (read by the fan-out).
 //! - [`config`], [`metrics`], [`disconnect`], [`clock`]: as named.
 
 pub mod admission;

@@ -8,16 +8,21 @@
 //! (a newline is appended) and a line ending in `^@` ends the frame (NUL). No STOMP
 //! library sends a lone command as its first message.
 
+mod direct;
+mod pings;
+mod staging;
+
+pub use direct::Attached;
+pub use pings::PingLimit;
+pub use staging::Staging;
+
 use crate::disconnect::Disconnect;
 use crate::handshake::Socket;
-use crate::hub::direct;
-use crate::hub::outbox::Outbox;
-use crate::stomp::{Extent, Framer, Limits};
+use crate::hub::direct as hub_direct;
+use crate::stomp::Limits;
 use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
-use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -52,115 +57,6 @@ pub enum Transport {
     },
 }
 
-/// An outbox publishers may write to this transport's socket through; dropping it
-/// detaches the socket.
-pub struct Attached(Arc<Outbox>);
-
-impl Drop for Attached {
-    fn drop(&mut self) {
-        self.0.detach();
-    }
-}
-
-/// Bytes of a frame still arriving. They are handed to the session only once a whole frame
-/// (or a heart-beat) is there, so the session's parser sees each frame once, however
-/// slowly it arrives; a [`Framer`] remembers how far it looked. A frame that breaks a limit
-/// is handed over at once so that the session's parser reports the error.
-pub struct Staging {
-    bytes: BytesMut,
-    framer: Framer,
-    limits: Limits,
-    broken: bool,
-}
-
-impl Staging {
-    pub fn new(limits: Limits) -> Staging {
-        Staging {
-            bytes: BytesMut::new(),
-            framer: Framer::default(),
-            limits,
-            broken: false,
-        }
-    }
-
-    /// As `release`, then gives back the staging buffer when nothing is left in it: a
-    /// WebSocket message is usually whole frames, and an idle connection keeps no buffer.
-    fn release_all(&mut self, out: &mut BytesMut) {
-        self.release(out);
-        if self.bytes.is_empty() {
-            self.bytes = BytesMut::new();
-        }
-    }
-
-    /// Moves every whole frame and heart-beat at the front of the staged bytes to `out`.
-    fn release(&mut self, out: &mut BytesMut) {
-        loop {
-            if self.broken {
-                out.extend_from_slice(&self.bytes.split());
-                return;
-            }
-            match self.framer.scan(&self.bytes, &self.limits) {
-                Ok(Extent::Incomplete) => return,
-                Ok(extent) => {
-                    out.extend_from_slice(&self.bytes.split_to(extent.len()));
-                    self.framer.reset();
-                }
-                Err(_) => self.broken = true,
-            }
-        }
-    }
-}
-
-/// Pings a client may send per second. Each ping makes the WebSocket layer queue a pong;
-/// a client that floods pings and never reads would otherwise only be bounded by the
-/// write buffer. Over the limit the connection is closed and counted.
-#[derive(Default)]
-pub struct PingLimit {
-    /// 0: unlimited.
-    max_per_second: u32,
-    count: u32,
-    window: Option<std::time::Instant>,
-    /// Incremented when a connection is closed for it.
-    refused: Option<prometheus::IntCounter>,
-}
-
-impl PingLimit {
-    pub fn new(max_per_second: u32, refused: prometheus::IntCounter) -> PingLimit {
-        PingLimit {
-            max_per_second,
-            refused: Some(refused),
-            ..Default::default()
-        }
-    }
-
-    /// Counts one ping; `Err` once the second's allowance is used up.
-    fn ping(&mut self) -> Result<(), String> {
-        if self.max_per_second == 0 {
-            return Ok(());
-        }
-        let now = std::time::Instant::now();
-        match self.window {
-            Some(start) if now.duration_since(start) < std::time::Duration::from_secs(1) => {
-                self.count += 1
-            }
-            _ => {
-                self.window = Some(now);
-                self.count = 1;
-            }
-        }
-        if self.count > self.max_per_second {
-            if let Some(c) = self.refused.take() {
-                c.inc();
-            }
-            return Err(format!(
-                "ping flood: more than {} WebSocket pings in one second (--max-pings-per-second)",
-                self.max_per_second
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// Appends one text message of a WebSocket to the read buffer, as a line if it is typed.
 fn append_text(buf: &mut BytesMut, text: &str, typed: &mut Option<bool>) {
     let typed = *typed.get_or_insert_with(|| matches!(text.trim_end(), "CONNECT" | "STOMP"));
@@ -187,7 +83,7 @@ fn append_text(buf: &mut BytesMut, text: &str, typed: &mut Option<bool>) {
 fn frame_header(chunk: &mut [u8], utf8: bool) -> usize {
     let text = utf8 || std::str::from_utf8(&chunk[WS_HEADROOM..]).is_ok();
     let mut header = [0u8; WS_HEADROOM];
-    let n = direct::frame_header(chunk.len() - WS_HEADROOM, text, &mut header);
+    let n = hub_direct::frame_header(chunk.len() - WS_HEADROOM, text, &mut header);
     let start = WS_HEADROOM - n;
     chunk[start..WS_HEADROOM].copy_from_slice(&header[..n]);
     start
@@ -250,73 +146,6 @@ impl Transport {
         match self {
             Transport::WebSocket { .. } => WS_HEADROOM,
             Transport::Tcp { .. } => 0,
-        }
-    }
-
-    /// Lets publishers that keep up write to this socket through `outbox` (WebSocket only:
-    /// see [`crate::hub::direct`]) until the transport is dropped or the outbox detached.
-    pub fn attach(&mut self, outbox: &Arc<Outbox>) {
-        if let Transport::WebSocket { attached, ws, .. } = self {
-            outbox.attach(ws.get_ref().as_raw_fd());
-            *attached = Some(Attached(outbox.clone()));
-        }
-    }
-
-    /// Bytes from the client are waiting on the socket, not yet read.
-    pub fn unread(&self) -> bool {
-        match self {
-            Transport::WebSocket { ws, .. } => direct::unread(ws.get_ref().as_raw_fd()),
-            Transport::Tcp { stream, .. } => direct::unread(stream.as_raw_fd()),
-        }
-    }
-
-    /// A ping was read whose pong may not be written yet.
-    pub fn pong_owed(&self) -> bool {
-        matches!(
-            self,
-            Transport::WebSocket {
-                pong_owed: true,
-                ..
-            }
-        )
-    }
-
-    /// Writes a pong still owed (a batch written with [`Transport::send_chunks`] does so
-    /// first on its own).
-    pub async fn flush_owed(&mut self) -> Result<(), String> {
-        if let Transport::WebSocket { ws, pong_owed, .. } = self
-            && *pong_owed
-        {
-            ws.flush().await.map_err(|e| e.to_string())?;
-            *pong_owed = false;
-        }
-        Ok(())
-    }
-
-    /// Writes `bytes` as they are: the rest of a message a publisher left half-sent (the
-    /// caller has marked the stream torn with [`Transport::tear`]; it is whole again once
-    /// this returns `Ok`).
-    pub async fn write_rest(&mut self, bytes: &[u8]) -> Result<(), String> {
-        match self {
-            Transport::WebSocket { ws, torn, .. } => {
-                ws.get_mut()
-                    .write_all(bytes)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                *torn = false;
-                Ok(())
-            }
-            Transport::Tcp { stream, .. } => {
-                stream.write_all(bytes).await.map_err(|e| e.to_string())
-            }
-        }
-    }
-
-    /// Half a frame is on the wire (a publisher's write the session could not finish):
-    /// nothing more may follow it, not even a close.
-    pub fn tear(&mut self) {
-        if let Transport::WebSocket { torn, .. } = self {
-            *torn = true;
         }
     }
 
