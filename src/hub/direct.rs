@@ -64,32 +64,6 @@ impl Drop for Permit {
     }
 }
 
-/// Lets no copy be written directly while it lives: the copies a fan-out leaves to the
-/// sessions. The permit in force resumes after it.
-pub struct Withheld {
-    before: u32,
-}
-
-impl Withheld {
-    pub fn new() -> Withheld {
-        Withheld {
-            before: LEFT.with(|l| l.replace(0)),
-        }
-    }
-}
-
-impl Default for Withheld {
-    fn default() -> Self {
-        Withheld::new()
-    }
-}
-
-impl Drop for Withheld {
-    fn drop(&mut self) {
-        LEFT.with(|l| l.set(self.before));
-    }
-}
-
 /// How many of a fan-out's `copies` the publisher writes itself, the hub queuing the rest
 /// first: [`share_among`] the publisher and the runtime's idle workers. Without a permit,
 /// all of them: none is written directly, so none need be queued first.
@@ -286,7 +260,7 @@ mod tests {
     }
 
     #[test]
-    fn the_publisher_writes_its_equal_part_and_none_while_withheld() {
+    fn the_publisher_writes_its_equal_part_and_none_without_a_permit() {
         assert_eq!(share_among(100, 0), 100);
         assert_eq!(share_among(100, 1), 50);
         assert_eq!(share_among(101, 1), 51);
@@ -300,7 +274,7 @@ mod tests {
         );
         let _p = Permit::new(true);
         {
-            let _w = Withheld::new();
+            let _w = Permit::new(false);
             assert!(!permitted());
             assert_eq!(share(7), 7);
         }

@@ -328,7 +328,8 @@ impl Hub {
 fn push_all(subs: &[Subscriber], msg: &Arc<Encoded>, fanout: &mut Fanout) {
     let (own, others) = subs.split_at(direct::share(subs.len()));
     if !others.is_empty() {
-        let _withheld = direct::Withheld::new();
+        // No direct write for these: the sessions write them.
+        let _withheld = direct::Permit::new(false);
         for s in others {
             count(fanout, s.outbox.push_message(&s.sub, msg));
         }
