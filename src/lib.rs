@@ -41,7 +41,8 @@
 //! - [`registry`]: the markets the feed follows.
 //! - [`gateway`]: the wiring of all of the above.
 //! - [`memory`]: freed heap handed back to the OS.
-//! - [`runtime`]: the tokio runtime, counting its idle workers (read by the fan-out).
+//! - [`runtime`]: the tokio runtime, counting its idle workers and how busy they are (read
+//!   by the fan-out).
 //! - [`config`], [`metrics`], [`disconnect`], [`clock`]: as named.
 
 pub mod admission;

@@ -20,7 +20,10 @@
 //! writing 100 copies in turn left the other worker idle at light load: the 50th copy
 //! trailed the first by 1.7 ms at p50, against 0.35 ms with every copy queued and 0.25 ms
 //! for the bare broadcaster (docs/cpu-per-delivery.md). With no worker idle, the publisher
-//! writes every copy it may: queuing them would add wake-ups and no parallel write.
+//! writes every copy it may: queuing them would add wake-ups and no parallel write. Nor
+//! does it share once the workers are busy (10% of their time, `runtime::spare_workers`):
+//! the wake-ups cost 3-5% more CPU per delivery, which a loaded replica needs more than
+//! the fraction of a millisecond they save.
 //!
 //! The outbox decides the rest under its lock (see `Outbox::push_message`): a socket
 //! attached, nothing queued, the session not writing, an auto-ack subscription. What the
@@ -65,11 +68,12 @@ impl Drop for Permit {
 }
 
 /// How many of a fan-out's `copies` the publisher writes itself, the hub queuing the rest
-/// first: [`share_among`] the publisher and the runtime's idle workers. Without a permit,
-/// all of them: none is written directly, so none need be queued first.
+/// first: [`share_among`] the publisher and the runtime's spare workers (idle, while the
+/// runtime is light). Without a permit, all of them: none is written directly, so none
+/// need be queued first.
 pub fn share(copies: usize) -> usize {
     if permitted() {
-        share_among(copies, crate::runtime::idle_workers())
+        share_among(copies, crate::runtime::spare_workers())
     } else {
         copies
     }
