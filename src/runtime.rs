@@ -20,8 +20,8 @@ static BUSY_AT: AtomicU64 = AtomicU64::new(0);
 const WINDOW: Duration = Duration::from_millis(100);
 
 /// Below this busy share (thousandths) a fan-out is shared with idle workers. Sharing
-/// costs 2-3% more CPU per delivery (sessions woken and polled instead of written to in one
-/// loop; docs/cpu-per-delivery.md), which a light replica has to spare and a loaded one
+/// costs 1-5% more CPU per delivery at 60,000/s (sessions woken and polled instead of
+/// written to in one loop; docs/cpu-per-delivery.md), which a light replica has to spare and a loaded one
 /// needs for its throughput. Light load (1,000 deliveries/s) keeps the workers ~1% busy;
 /// 60,000/s keeps them ~30% busy. (Tokio counts a worker's busy time when it runs out of
 /// work or every 61 tasks: a task that runs long shows up late.)
@@ -76,7 +76,7 @@ fn busy() -> u32 {
 }
 
 /// Workers of the runtime from [`build`] idle now (0 in any other runtime: a test's).
-pub fn idle_workers() -> usize {
+fn idle_workers() -> usize {
     IDLE.load(Ordering::Relaxed)
 }
 
