@@ -2,13 +2,17 @@
 //! many of its workers are idle (parked, waiting for work) at each moment and how busy the
 //! workers were lately (sampled at most every tenth of a second). A fan-out reads both to
 //! decide how many of its copies the publisher writes itself and how many it leaves to
-//! sessions on the idle workers (`hub::direct::share`).
+//! sessions on the idle workers (`hub::direct::share`), whether it runs on a worker (a
+//! session's SEND through the embedded bus) or on a thread of its own (the Kafka consumer).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 static IDLE: AtomicUsize = AtomicUsize::new(0);
+
+/// The runtime from [`build`], whose workers [`busy`] samples from any thread.
+static GATEWAY: OnceLock<tokio::runtime::Handle> = OnceLock::new();
 
 /// The workers' busy share over the last sample (at least [`WINDOW`]), in thousandths.
 static BUSY: AtomicU32 = AtomicU32::new(0);
@@ -27,9 +31,14 @@ const WINDOW: Duration = Duration::from_millis(100);
 /// work or every 61 tasks: a task that runs long shows up late.)
 const SHARE_BELOW: u32 = 100;
 
-/// The runtime `stompgate` runs in.
+/// The runtime `stompgate` runs in. Its busy share is measured from the moment it is
+/// built, so that the first sample is an average since then, not everything since then
+/// over one window.
 pub fn build() -> std::io::Result<tokio::runtime::Runtime> {
-    builder().build()
+    let runtime = builder().build()?;
+    epoch();
+    let _ = GATEWAY.set(runtime.handle().clone());
+    Ok(runtime)
 }
 
 fn builder() -> tokio::runtime::Builder {
@@ -52,7 +61,8 @@ fn epoch() -> Instant {
 
 /// The workers' busy share (thousandths) since the last sample, from tokio's own busy-time
 /// counters; sampled again by the first caller once [`WINDOW`] has passed, so that an idle
-/// replica has no timer to wake for it.
+/// replica has no timer to wake for it. The workers are those of the runtime from [`build`]
+/// from whichever thread asks, or else (a test's runtime) of the caller's runtime.
 fn busy() -> u32 {
     let now = epoch().elapsed().as_nanos() as u64;
     let at = SAMPLED_AT.load(Ordering::Relaxed);
@@ -61,7 +71,10 @@ fn busy() -> u32 {
         && SAMPLED_AT
             .compare_exchange(at, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
-        && let Ok(handle) = tokio::runtime::Handle::try_current()
+        && let Some(handle) = GATEWAY
+            .get()
+            .cloned()
+            .or_else(|| tokio::runtime::Handle::try_current().ok())
     {
         let metrics = handle.metrics();
         let workers = metrics.num_workers();
