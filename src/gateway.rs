@@ -50,6 +50,7 @@ impl Gateway {
             hub: hub.clone(),
             chat: chat.clone(),
             metrics: metrics.clone(),
+            direct_writes: config.direct_writes,
         });
         let sink: Arc<dyn RecordSink> = ingest.clone();
         let shutdown = tokio_util::sync::CancellationToken::new();

@@ -48,8 +48,15 @@ pub type ReadFuture = Pin<Box<dyn Future<Output = Result<ReadBack, String>> + Se
 
 /// Receives every record the bus consumes, in order per partition.
 pub trait RecordSink: Send + Sync {
-    /// One live record from `source` (`kafka` or `local`).
+    /// One live record from `source` (`kafka` or `local`), delivered by its publisher
+    /// (the client's session, for the embedded bus).
     fn record(&self, record: &InboundRecord, source: &'static str);
+    /// One live record delivered from a thread of the bus's own, outside the gateway's
+    /// runtime (the Kafka consumer's): as [`RecordSink::record`], except that no publisher
+    /// has said whether it keeps up, so the sink decides.
+    fn record_from_own_thread(&self, record: &InboundRecord, source: &'static str) {
+        self.record(record, source);
+    }
     /// One record read back from the log at start, older than anything live: it fills
     /// history and is not delivered to subscribers as new.
     fn history(&self, record: &InboundRecord, source: &'static str);

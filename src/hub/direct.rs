@@ -10,9 +10,10 @@
 //! through the outbox as before: the sessions, woken on every worker, write in parallel
 //! and, once they are behind, several messages per write. A publisher says it keeps up
 //! with [`Permit`], for the fan-outs it runs on its own thread while the permit lives, up
-//! to [`BUDGET`] copies; without one (the Kafka consumer, whose one thread would write
-//! every copy in turn where the sessions write them on every worker at once; history;
-//! replays) every copy is queued.
+//! to [`BUDGET`] copies; without one (history; replays) every copy is queued. The Kafka
+//! consumer, on a thread of its own, holds one only while the runtime has spare workers
+//! (`Ingest::record_from_own_thread`): loaded, its one thread would write every copy in
+//! turn where the sessions write them on every worker at once.
 //!
 //! Nor does it write every copy of a fan-out while a worker of the runtime is idle: it
 //! writes its [`share`], and the hub queues the others first, so that the sessions writing

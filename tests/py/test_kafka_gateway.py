@@ -117,6 +117,55 @@ def test_chat_send_reaches_other_replica_and_receipt_follows_kafka_ack(
     assert not sender.errors and not watcher.errors
 
 
+def _metric(gateway, name: str) -> float:
+    status, body = gateway.get("/metrics")
+    assert status == 200, f"/metrics answered {status}"
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_at_light_load_the_consumer_writes_part_of_each_fan_out_itself(
+        kafka, gateways, stomp_clients):
+    """At light load the Kafka consumer's thread writes its share of a record's copies to
+    the sockets itself and leaves the rest to the sessions (src/ingest.rs): every subscriber
+    gets every record once, whole and in order, whoever wrote its copy; with
+    `--direct-writes false` the sessions write them all."""
+    market = _market()
+    on = gateways("direct", kafka.bootstrap)
+    off = gateways("queued", kafka.bootstrap, "--direct-writes", "false")
+    on.wait_ready()
+    off.wait_ready()
+    clients = {g: [stomp_clients(g.port, f"{g.name}-{i}") for i in range(6)] for g in (on, off)}
+    everyone = [c for cs in clients.values() for c in cs]
+    for c in everyone:
+        c.subscribe(f"/topic/market/{market}")
+    await_flow(kafka, market, everyone)
+    before = {g: _metric(g, "stompgate_direct_writes_total") for g in (on, off)}
+
+    recs = [trade(market, f"light-{i}-{uuid.uuid4()}") for i in range(40)]
+    for rec in recs:
+        kafka.produce("trades", market, rec, timestamp=rec["ts"])
+        time.sleep(0.05)  # light load: one record at a time
+    ids = [r["trade_id"] for r in recs]
+    wanted = set(ids)
+    for c in everyone:
+        c.wait_for(lambda h, b: b.get("trade_id") == ids[-1], timeout=20,
+                   what=f"the last record on {c.name}")
+        got = c.find(lambda h, b: b.get("trade_id") in wanted)
+        assert [b["trade_id"] for _, b in got] == ids, \
+            f"{c.name}: every record once, in order"
+        assert [b for _, b in got] == recs, f"{c.name}: each body is the record's value"
+        assert all(h["destination"] == f"/topic/market/{market}" for h, _ in got)
+        assert not c.errors and c.disconnects == 0
+    written = {g: _metric(g, "stompgate_direct_writes_total") - before[g] for g in (on, off)}
+    print(f"copies written by the consumer's thread: {written[on]:.0f} of {len(recs) * 6}")
+    assert written[on] > 0, "at light load the consumer wrote no copy itself"
+    assert written[on] < len(recs) * 6, "the sessions on idle workers wrote none of the copies"
+    assert written[off] == 0, "--direct-writes false, yet copies were written directly"
+
+
 def test_group_ids_differ_and_restarted_replica_does_not_replay(
         kafka, gateways, stomp_clients):
     market = _market()

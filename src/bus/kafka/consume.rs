@@ -100,7 +100,8 @@ fn plan(
 /// deliveries/s the first copy of each record trailed a plain consumer by 5.5-18.4 ms at
 /// p50, against 4.1-7.6 ms from a thread of its own (7 sittings each, lower in every one;
 /// docs/cpu-per-delivery.md). The fan-out then wakes the sessions from outside the
-/// runtime, which costs a few percent more CPU per delivery at light load.
+/// runtime, which costs a few percent more CPU per delivery at light load; there, the
+/// thread also writes its share of the copies itself (`RecordSink::record_from_own_thread`).
 pub(super) fn start(
     consumer: Arc<StreamConsumer<GatewayContext>>,
     sink: Arc<dyn RecordSink>,
@@ -200,7 +201,7 @@ async fn consume(
                     }
                     _ => {
                         warming.remove(&key);
-                        sink.record(&record, "kafka");
+                        sink.record_from_own_thread(&record, "kafka");
                     }
                 }
                 if !warming.is_empty() || state.warm.load(Ordering::Relaxed) {

@@ -28,6 +28,7 @@ fn context() -> SessionContext {
         hub: hub.clone(),
         chat: chat.clone(),
         metrics: metrics.clone(),
+        direct_writes: true,
     });
     SessionContext::new(
         hub,
