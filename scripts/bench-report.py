@@ -448,7 +448,8 @@ def main():
                  "`socket.nagle.disable=true`; consumer `fetch.wait.max.ms=10` (the longest the broker holds "
                  "a fetch that has nothing to return; a record that arrives meanwhile is answered at once), "
                  "`socket.nagle.disable=true`, `auto.offset.reset=latest`, no commits; the "
-                 "gateway's consumer runs on a thread of its own and fans each record out from there. The plain "
+                 "gateway's consumer runs on a thread of its own and fans each record out from there (at light "
+                 "load it writes its equal part of the copies itself, the idle workers the rest). The plain "
                  "consumer uses the same consumer settings, every partition assigned at its end. One broker "
                  "(KRaft), on the same 2 cores.\n")
 
