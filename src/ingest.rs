@@ -91,12 +91,12 @@ impl RecordSink for Ingest {
 
     /// The Kafka consumer's thread fans its records out itself. While the gateway's workers
     /// are light and one is idle, it writes its share of the copies directly and leaves
-    /// the rest to the sessions on the idle workers, as a session's SEND does. With every
-    /// copy queued, a copy trailed its record's first by 0.39-0.56 ms at p50 at 1,000
-    /// deliveries/s; with the consumer writing a third of them, by 0.24-0.37 ms (3 runs
-    /// each, in turns; docs/cpu-per-delivery.md). On a loaded replica every copy is queued, as before: the
-    /// sessions write them on every worker at once, where the consumer's one thread would
-    /// write them in turn.
+    /// the rest to the sessions on the idle workers, as a session's SEND does. At 1,000
+    /// deliveries/s a copy trailed its record's first by 0.46 ms at p50 with every copy
+    /// queued, and by 0.35 ms with the consumer writing a third of them (medians of 7
+    /// runs each, in turns; docs/cpu-per-delivery.md). On a loaded replica every copy is
+    /// queued, as before: the sessions write them on every worker at once, where the
+    /// consumer's one thread would write them in turn.
     fn record_from_own_thread(&self, record: &InboundRecord, source: &'static str) {
         let _permit = Permit::new(self.direct_writes && crate::runtime::spare_workers() > 0);
         self.ingest(record, source, true);
